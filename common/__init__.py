@@ -1,0 +1,1 @@
+"""Code shared by kdcd, scd and ctad: wire formats, Kerberos/PKINIT codec, crypto and PKI."""

@@ -1,0 +1,1 @@
+"""ctad: see docs/architecture.md."""

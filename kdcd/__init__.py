@@ -1,0 +1,1 @@
+"""kdcd: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""scd: see docs/architecture.md."""
