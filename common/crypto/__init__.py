@@ -1,5 +1,46 @@
 """Kerberos cryptography (RFC 3961/3962/8009) and PKINIT key agreement on `cryptography`."""
 
+from common.crypto.enctypes import (
+    CHECKSUM_TYPES,
+    ENCTYPES,
+    ChecksumType,
+    decrypt,
+    encrypt,
+    generate_key,
+    get_checksum_type,
+    get_enctype,
+    make_checksum,
+    prf,
+    random_to_key,
+    required_checksum_type,
+    string_to_key,
+    verify_checksum,
+)
+from common.crypto.errors import CryptoError, IntegrityError, UnsupportedChecksumTypeError, UnsupportedEnctypeError
 from common.crypto.key import Key
+from common.crypto.rfc3961 import Enctype
+from common.crypto.usages import KeyUsage
 
-__all__ = ["Key"]
+__all__ = [
+    "CHECKSUM_TYPES",
+    "ENCTYPES",
+    "ChecksumType",
+    "CryptoError",
+    "Enctype",
+    "IntegrityError",
+    "Key",
+    "KeyUsage",
+    "UnsupportedChecksumTypeError",
+    "UnsupportedEnctypeError",
+    "decrypt",
+    "encrypt",
+    "generate_key",
+    "get_checksum_type",
+    "get_enctype",
+    "make_checksum",
+    "prf",
+    "random_to_key",
+    "required_checksum_type",
+    "string_to_key",
+    "verify_checksum",
+]
