@@ -250,3 +250,26 @@ def test_krb_error_e_data_helpers():
     typed = decoded.typed_data()
     assert typed[0]["data-type"].native == PaDataType.TD_TRUSTED_CERTIFIERS
     assert krb5.KRB_ERROR({"stime": T0, "susec": 0, "error-code": 6, "realm": REALM, "sname": SNAME}).method_data() is None
+
+
+def test_signed_auth_pack_carrying_a_cta_certificate_decodes():
+    # Regression: asn1crypto cannot render an otherName holding a context-tagged SEQUENCE
+    # (id-pkinit-san), so a full native walk of the certificate failed every real PKINIT request.
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from asn1crypto import x509 as asn1_x509
+
+    from common import pki
+
+    manufacturer = pki.create_ca(pki.Role.MANUFACTURER, "Test Manufacturer")
+    device_key = pki.generate_key()
+    device = pki.issue_device_certificate(manufacturer, device_key.public_key(), bytes.fromhex("00163e5a1b2c"), "EXAMPLE.TEST")
+    auth_pack = pkinit.AuthPack({"pkAuthenticator": {"cusec": 0, "ctime": T0, "nonce": 7, "paChecksum": b"\x00" * 20}})
+    signed = _signed(auth_pack, oids.ID_PKINIT_AUTHDATA)
+    signed["certificates"] = [asn1_x509.Certificate.load(device.public_bytes(Encoding.DER))]
+    req = pkinit.PA_PK_AS_REQ({"signedAuthPack": pkinit.ContentInfoOctets(pkinit.signed_data_content_info(signed))})
+    data = req.dump()
+    decoded = decode_as(pkinit.PA_PK_AS_REQ, data)
+    assert decoded.dump(force=True) == data
+    signed_data, _ = pkinit.unwrap_auth_pack(decoded["signedAuthPack"].parsed)
+    certificate_der = signed_data["certificates"][0].chosen.dump()
+    assert pki.principal_from_certificate(pki.parse_certificate(certificate_der)).components == ("cta", "00163e5a1b2c")
