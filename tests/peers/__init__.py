@@ -1,0 +1,1 @@
+"""Harnesses that run independent implementations (MIT krb5, ...) for interop tests and vectors."""
