@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Modules in common.cli providing a command group, in the order `kerbtel --help` lists them.
-COMMAND_MODULES = ("pki", "keytab")
+COMMAND_MODULES = ("pki", "keytab", "db", "principal", "customer")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +35,15 @@ def main(argv: list[str] | None = None) -> int:
 
 class CliError(Exception):
     """An operator mistake (bad argument, missing file) reported as one line, exit code 2."""
+
+
+def read_password_stdin() -> str:
+    """One password line from standard input (for --password-stdin), without its line ending."""
+    line = sys.stdin.readline()
+    password = line.removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise CliError("no password on standard input")
+    return password
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,7 @@ import os
 import sys
 import time
 
+from common.cli import CliError, read_password_stdin
 from common.principal import Principal, PrincipalSyntaxError
 
 # RFC 3961 / 3962 / 8009 enctype numbers and MIT's names (first name is the one we print).
@@ -38,7 +39,6 @@ def enctype_name(enctype: int) -> str:
 
 def parse_enctype(text: str) -> int:
     """'18', 'aes256-cts', 'aes256-cts-hmac-sha1-96:normal' -> 18."""
-    from common.cli import CliError
 
     name = text.strip().lower().split(":", 1)[0]
     if name.isdigit():
@@ -60,7 +60,6 @@ def default_salt(principal: Principal) -> str:
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
-    from common.cli import CliError
     from common.crypto import generate_key, string_to_key
     from common.keytab import Keytab, KeytabEntry, KeytabFormatError
 
@@ -86,12 +85,7 @@ def _cmd_create(args: argparse.Namespace) -> int:
         elif not args.force:
             raise CliError(f"{out} exists; pass --append to add entries or --force to replace it")
     if args.password_stdin:
-        line = sys.stdin.readline()
-        password = line[:-1] if line.endswith("\n") else line
-        if password.endswith("\r"):
-            password = password[:-1]
-        if not password:
-            raise CliError("no password on standard input")
+        password = read_password_stdin()
         salt = args.salt if args.salt is not None else default_salt(principal)
         keys = [string_to_key(e, password, salt) for e in enctypes]
     else:
@@ -112,7 +106,6 @@ def _format_time(ts: int) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from common.cli import CliError
     from common.keytab import Keytab, KeytabFormatError
 
     path = args.file[5:] if args.file.startswith("FILE:") else args.file
