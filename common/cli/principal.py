@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from common.cli import CliError, read_password_stdin
 from common.cli.db import add_db_arguments, db_errors, duration_arg, format_duration, open_database, wallclock
