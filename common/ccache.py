@@ -27,12 +27,12 @@ Malformed input raises `CcacheFormatError` naming the offset and the field, neve
 from __future__ import annotations
 
 import os
-import struct
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntFlag
 
+from common.buffer import Buffer, BufferReadError, BufferWriteError
 from common.crypto.key import Key
 from common.fileio import write_private
 from common.principal import Principal
@@ -149,91 +149,56 @@ class Credential:
         return TicketFlags(self.ticket_flags)
 
 
-def _decode_text(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
+def _pull_count(buf: Buffer, what: str, min_item: int) -> int:
+    """A uint32 item count, rejected at once if the items cannot fit in what is left."""
+    at = buf.tell()
+    n = buf.pull_uint32(f"{what} count")
+    if n * min_item > buf.remaining:
+        raise CcacheFormatError(f"{what} count {n} at offset {at} exceeds the {buf.remaining} bytes left")
+    return n
 
 
-def _encode_text(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
-
-
-class _Reader:
-    def __init__(self, data: bytes, order: str, base: int = 0) -> None:
-        self.data = data
-        self.pos = 0
-        self.order = order
-        self.context = "ccache"
-        self.base = base  # file offset of data[0], for messages
-
-    def take(self, n: int, what: str) -> bytes:
-        if n > len(self.data) - self.pos:
-            raise CcacheFormatError(
-                f"{self.context}: {what} needs {n} bytes at offset {self.base + self.pos}, only {len(self.data) - self.pos} left"
-            )
-        chunk = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return chunk
-
-    def uint(self, size: int, what: str, signed: bool = False) -> int:
-        return int.from_bytes(self.take(size, what), self.order, signed=signed)
-
-    def data32(self, what: str) -> bytes:
-        length = self.uint(4, f"{what} length")
-        return self.take(length, what)
-
-    def count(self, what: str, min_item: int) -> int:
-        at = self.pos
-        n = self.uint(4, f"{what} count")
-        if n * min_item > len(self.data) - self.pos:
-            raise CcacheFormatError(
-                f"{self.context}: {what} count {n} at offset {at} exceeds the {len(self.data) - self.pos} bytes left"
-            )
-        return n
-
-    @property
-    def at_end(self) -> bool:
-        return self.pos >= len(self.data)
-
-
-def _read_principal(r: _Reader, version: int, what: str) -> Principal:
-    at = r.pos
-    name_type = 0 if version == 0x0501 else r.uint(4, f"{what} name type")
-    count = r.count(f"{what} component", 4)
+def _read_principal(buf: Buffer, version: int, what: str) -> Principal:
+    at = buf.tell()
+    name_type = 0 if version == 0x0501 else buf.pull_uint32(f"{what} name type")
+    count = _pull_count(buf, f"{what} component", 4)
     if version == 0x0501:
         if count == 0:
-            raise CcacheFormatError(f"{r.context}: {what} at offset {at} has a component count of 0 (version 1 counts the realm)")
+            raise CcacheFormatError(f"{what} at offset {at} has a component count of 0 (version 1 counts the realm)")
         count -= 1
-    realm = _decode_text(r.data32(f"{what} realm"))
-    components = tuple(_decode_text(r.data32(f"{what} component {i + 1}")) for i in range(count))
+    realm = buf.pull_text32(f"{what} realm")
+    components = tuple(buf.pull_text32(f"{what} component {i + 1}") for i in range(count))
     if not components:
-        raise CcacheFormatError(f"{r.context}: {what} at offset {at} has no name components")
+        raise CcacheFormatError(f"{what} at offset {at} has no name components")
     return Principal(components, realm, name_type)
 
 
-def _read_credential(r: _Reader, version: int) -> Credential:
-    client = _read_principal(r, version, "client")
-    server = _read_principal(r, version, "server")
-    enctype = r.uint(2, "key enctype")
+def _read_credential(buf: Buffer, version: int) -> Credential:
+    client = _read_principal(buf, version, "client")
+    server = _read_principal(buf, version, "server")
+    enctype = buf.pull_uint16("key enctype")
     if version == 0x0503:
-        r.uint(2, "repeated key enctype")
-    contents = r.data32("key")
-    authtime = r.uint(4, "authtime")
-    starttime = r.uint(4, "starttime")
-    endtime = r.uint(4, "endtime")
-    renew_till = r.uint(4, "renew_till")
-    at = r.pos
-    is_skey = r.uint(1, "is_skey")
+        buf.pull_uint16("repeated key enctype")
+    contents = buf.pull_opaque32("key")
+    authtime = buf.pull_uint32("authtime")
+    starttime = buf.pull_uint32("starttime")
+    endtime = buf.pull_uint32("endtime")
+    renew_till = buf.pull_uint32("renew_till")
+    at = buf.tell()
+    is_skey = buf.pull_uint8("is_skey")
     if is_skey > 1:
-        raise CcacheFormatError(f"{r.context}: is_skey at offset {at} is {is_skey}, not 0 or 1")
-    flags = r.uint(4, "ticket flags")
+        raise CcacheFormatError(f"is_skey at offset {at} is {is_skey}, not 0 or 1")
+    flags = buf.pull_uint32("ticket flags")
     addresses = tuple(
-        Address(r.uint(2, "address type"), r.data32("address")) for _ in range(r.count("address", 6))
+        Address(buf.pull_uint16("address type"), buf.pull_opaque32("address"))
+        for _ in range(_pull_count(buf, "address", 6))
     )
     authdata = tuple(
-        AuthData(r.uint(2, "authdata type"), r.data32("authdata")) for _ in range(r.count("authdata", 6))
+        AuthData(buf.pull_uint16("authdata type"), buf.pull_opaque32("authdata"))
+        for _ in range(_pull_count(buf, "authdata", 6))
     )
-    ticket = r.data32("ticket")
-    second_ticket = r.data32("second ticket")
+    ticket = buf.pull_opaque32("ticket")
+    second_ticket = buf.pull_opaque32("second ticket")
     return Credential(
         client,
         server,
@@ -251,50 +216,37 @@ def _read_credential(r: _Reader, version: int) -> Credential:
     )
 
 
-def _u(value: int, bits: int, what: str) -> int:
-    if not 0 <= value < (1 << bits):
-        raise CcacheFormatError(f"{what} {value} does not fit in {bits} bits unsigned")
-    return value
-
-
-def _data32(raw: bytes, what: str) -> bytes:
-    if len(raw) > 0xFFFFFFFF:  # pragma: no cover - 4 GiB values
-        raise CcacheFormatError(f"{what} is longer than 2**32-1 bytes")
-    return struct.pack(">I", len(raw)) + raw
-
-
-def _write_principal(p: Principal) -> bytes:
-    out = bytearray(struct.pack(">II", _u(p.name_type, 32, "name type"), len(p.components)))
-    out += _data32(_encode_text(p.realm), "realm")
+def _write_principal(buf: Buffer, p: Principal) -> None:
+    buf.push_uint32(p.name_type, "name type")
+    buf.push_uint32(len(p.components), "component count")
+    buf.push_text32(p.realm, "realm")
     for c in p.components:
-        out += _data32(_encode_text(c), "component")
-    return bytes(out)
+        buf.push_text32(c, "component")
 
 
-def _write_credential(c: Credential, version: int) -> bytes:
-    out = bytearray(_write_principal(c.client) + _write_principal(c.server))
-    enctype = _u(c.key.enctype, 16, "enctype")
-    out += struct.pack(">H", enctype)
+def _write_credential(buf: Buffer, c: Credential, version: int) -> None:
+    _write_principal(buf, c.client)
+    _write_principal(buf, c.server)
+    buf.push_uint16(c.key.enctype, "enctype")
     if version == 0x0503:
-        out += struct.pack(">H", enctype)
-    out += _data32(c.key.contents, "key")
-    out += struct.pack(
-        ">IIIIBI",
-        _u(c.authtime, 32, "authtime"),
-        _u(c.starttime, 32, "starttime"),
-        _u(c.endtime, 32, "endtime"),
-        _u(c.renew_till, 32, "renew_till"),
-        1 if c.is_skey else 0,
-        _u(c.ticket_flags, 32, "ticket flags"),
-    )
-    out += struct.pack(">I", len(c.addresses))
+        buf.push_uint16(c.key.enctype, "enctype")
+    buf.push_opaque32(c.key.contents, "key")
+    buf.push_uint32(c.authtime, "authtime")
+    buf.push_uint32(c.starttime, "starttime")
+    buf.push_uint32(c.endtime, "endtime")
+    buf.push_uint32(c.renew_till, "renew_till")
+    buf.push_uint8(1 if c.is_skey else 0)
+    buf.push_uint32(c.ticket_flags, "ticket flags")
+    buf.push_uint32(len(c.addresses), "address count")
     for a in c.addresses:
-        out += struct.pack(">H", _u(a.addrtype, 16, "address type")) + _data32(a.address, "address")
-    out += struct.pack(">I", len(c.authdata))
+        buf.push_uint16(a.addrtype, "address type")
+        buf.push_opaque32(a.address, "address")
+    buf.push_uint32(len(c.authdata), "authdata count")
     for ad in c.authdata:
-        out += struct.pack(">H", _u(ad.ad_type, 16, "authdata type")) + _data32(ad.data, "authdata")
-    out += _data32(c.ticket, "ticket") + _data32(c.second_ticket, "second ticket")
-    return bytes(out)
+        buf.push_uint16(ad.ad_type, "authdata type")
+        buf.push_opaque32(ad.data, "authdata")
+    buf.push_opaque32(c.ticket, "ticket")
+    buf.push_opaque32(c.second_ticket, "second ticket")
 
 
 @dataclass
@@ -327,34 +279,32 @@ class Ccache:
         version = (data[0] << 8) | data[1]
         if version not in _KNOWN_VERSIONS:
             raise CcacheFormatError(f"unsupported ccache version 0x{version:04x} (0x0501 to 0x0504 are known)")
-        r = _Reader(data, "big" if version >= 0x0503 else sys.byteorder)
-        r.pos = 2
+        buf = Buffer(data, byteorder="big" if version >= 0x0503 else sys.byteorder)
+        buf.seek(2)
         kdc_offset = None
         header_fields: list[tuple[int, bytes]] = []
-        if version == 0x0504:
-            r.context = "ccache header"
-            header_len = r.uint(2, "header length")
-            header_start = r.pos
-            header = _Reader(r.take(header_len, "header"), "big", base=header_start)
-            header.context = "ccache header"
-            while not header.at_end:
-                at = header.base + header.pos
-                tag = header.uint(2, "header field tag")
-                value = header.take(header.uint(2, "header field length"), f"header field {tag}")
-                if tag == HEADER_TAG_KDC_OFFSET:
-                    if len(value) != 8:
-                        raise CcacheFormatError(
-                            f"ccache header: KDC time offset field at offset {at} has length {len(value)}, not 8"
-                        )
-                    kdc_offset = struct.unpack(">ii", value)
-                else:
-                    header_fields.append((tag, value))
-        r.context = "ccache default principal"
-        principal = _read_principal(r, version, "default principal")
-        credentials = []
-        while not r.at_end:
-            r.context = f"ccache credential {len(credentials) + 1} (offset {r.pos})"
-            credentials.append(_read_credential(r, version))
+        context = "ccache header"
+        try:
+            if version == 0x0504:
+                header = buf.pull_buffer(buf.pull_uint16("header length"), "header")
+                while not header.eof():
+                    at = header.tell()
+                    tag = header.pull_uint16("header field tag")
+                    value = header.pull_buffer(header.pull_uint16("header field length"), f"header field {tag}")
+                    if tag == HEADER_TAG_KDC_OFFSET:
+                        if value.remaining != 8:
+                            raise CcacheFormatError(f"KDC time offset field at offset {at} has length {value.remaining}, not 8")
+                        kdc_offset = (value.pull_int32("KDC offset seconds"), value.pull_int32("KDC offset microseconds"))
+                    else:
+                        header_fields.append((tag, value.pull_bytes(value.remaining)))
+            context = "ccache default principal"
+            principal = _read_principal(buf, version, "default principal")
+            credentials = []
+            while not buf.eof():
+                context = f"ccache credential {len(credentials) + 1} (offset {buf.tell()})"
+                credentials.append(_read_credential(buf, version))
+        except (BufferReadError, CcacheFormatError) as exc:
+            raise CcacheFormatError(f"{context}: {exc}") from None
         return cls(principal, credentials, kdc_offset, header_fields, version)
 
     @classmethod
@@ -372,20 +322,27 @@ class Ccache:
         version = self.version
         if version not in (0x0503, 0x0504):
             raise CcacheFormatError(f"writing ccache version 0x{version:04x} is not supported (0x0503, 0x0504 are)")
-        out = bytearray(struct.pack(">H", version))
-        if version == 0x0504:
-            header = bytearray()
-            if self.kdc_offset is not None:
-                secs, usecs = self.kdc_offset
-                header += struct.pack(">HHii", HEADER_TAG_KDC_OFFSET, 8, secs, usecs)
-            for tag, value in self.header_fields:
-                header += struct.pack(">HH", _u(tag, 16, "header tag"), _u(len(value), 16, "header field length"))
-                header += value
-            out += struct.pack(">H", _u(len(header), 16, "header length")) + header
-        out += _write_principal(self.principal)
-        for c in self.credentials:
-            out += _write_credential(c, version)
-        return bytes(out)
+        buf = Buffer()
+        try:
+            buf.push_uint16(version)
+            if version == 0x0504:
+                header = Buffer()
+                if self.kdc_offset is not None:
+                    secs, usecs = self.kdc_offset
+                    header.push_uint16(HEADER_TAG_KDC_OFFSET)
+                    header.push_uint16(8)
+                    header.push_int32(secs, "KDC time offset seconds")
+                    header.push_int32(usecs, "KDC time offset microseconds")
+                for tag, value in self.header_fields:
+                    header.push_uint16(tag, "header tag")
+                    header.push_opaque16(value, "header field")
+                buf.push_opaque16(header.data, "header")
+            _write_principal(buf, self.principal)
+            for c in self.credentials:
+                _write_credential(buf, c, version)
+        except BufferWriteError as exc:
+            raise CcacheFormatError(str(exc)) from None
+        return buf.data
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the cache atomically (temporary file + rename), mode 0600."""

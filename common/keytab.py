@@ -22,11 +22,11 @@ includes key bytes. Files are written atomically with mode 0600.
 from __future__ import annotations
 
 import os
-import struct
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from common.buffer import Buffer, BufferReadError, BufferWriteError
 from common.crypto.key import Key
 from common.fileio import write_private
 from common.principal import Principal
@@ -39,15 +39,6 @@ VERSION_2 = 0x0502
 
 class KeytabFormatError(ValueError):
     """The bytes are not a well-formed MIT keytab (or an entry cannot be written)."""
-
-
-def _decode_text(raw: bytes) -> str:
-    # Principal names are UTF-8 in practice; surrogateescape keeps any other bytes round-trippable.
-    return raw.decode("utf-8", "surrogateescape")
-
-
-def _encode_text(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,84 +60,57 @@ class KeytabEntry:
 
     def to_bytes(self) -> bytes:
         """The entry body as written in a 0x0502 keytab (without the record length)."""
+        buf = Buffer()
+        try:
+            self._push(buf)
+        except BufferWriteError as exc:
+            raise KeytabFormatError(str(exc)) from None
+        return buf.data
+
+    def _push(self, buf: Buffer) -> None:
         p = self.principal
-        out = bytearray()
-        if len(p.components) > 0xFFFF:
-            raise KeytabFormatError(f"principal has {len(p.components)} components, more than 65535")
-        out += struct.pack(">H", len(p.components))
-        for text in (p.realm, *p.components):
-            raw = _encode_text(text)
-            if len(raw) > 0xFFFF:
-                raise KeytabFormatError(f"principal component of {len(raw)} bytes is longer than 65535")
-            out += struct.pack(">H", len(raw)) + raw
-        if not 0 <= p.name_type <= 0xFFFFFFFF:
-            raise KeytabFormatError(f"name type {p.name_type} does not fit in 32 bits")
-        contents = self.key.contents
-        if len(contents) > 0xFFFF:
-            raise KeytabFormatError(f"key of {len(contents)} bytes is longer than 65535")
-        out += struct.pack(">IIBHH", p.name_type, self.timestamp, self.kvno & 0xFF, self.key.enctype, len(contents))
-        out += contents
-        out += struct.pack(">I", self.kvno)
-        return bytes(out)
+        buf.push_uint16(len(p.components), "principal component count")
+        buf.push_text16(p.realm, "principal realm")
+        for text in p.components:
+            buf.push_text16(text, "principal component")
+        buf.push_uint32(p.name_type, "name type")
+        buf.push_uint32(self.timestamp, "timestamp")
+        buf.push_uint8(self.kvno & 0xFF)
+        buf.push_uint16(self.key.enctype, "enctype")
+        buf.push_opaque16(self.key.contents, "key")
+        buf.push_uint32(self.kvno, "kvno")
 
 
-class _EntryReader:
-    """Reads the fields of one record body; every short read is a precise format error."""
-
-    def __init__(self, data: bytes, start: int, end: int, order: str) -> None:
-        self.data = data
-        self.pos = start
-        self.end = end
-        self.order = order
-        self.record_start = start
-
-    def _take(self, n: int, what: str) -> bytes:
-        if self.pos + n > self.end:
-            raise KeytabFormatError(
-                f"keytab entry at offset {self.record_start - 4} is truncated: {what} needs {n} bytes at "
-                f"offset {self.pos}, {self.end - self.pos} left in the record"
-            )
-        chunk = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return chunk
-
-    def uint(self, size: int, what: str) -> int:
-        return int.from_bytes(self._take(size, what), self.order)
-
-    def data16(self, what: str) -> bytes:
-        length = self.uint(2, f"{what} length")
-        return self._take(length, what)
-
-    @property
-    def remaining(self) -> int:
-        return self.end - self.pos
-
-
-def _parse_entry(reader: _EntryReader, version: int) -> KeytabEntry:
-    count = reader.uint(2, "component count")
-    if version == VERSION_1:
+def _parse_entry(record: Buffer, version: int) -> KeytabEntry:
+    """One record body; `record` ends where the record does, so short reads stay inside it."""
+    at = record.tell() - 4  # the record length field, as messages name the entry
+    try:
+        count = record.pull_uint16("component count")
+        if version == VERSION_1:
+            if count == 0:
+                raise KeytabFormatError(
+                    f"keytab entry at offset {at} has a component count of 0 (version 1 counts the realm)"
+                )
+            count -= 1
         if count == 0:
-            raise KeytabFormatError(
-                f"keytab entry at offset {reader.record_start - 4} has a component count of 0 (version 1 counts the realm)"
-            )
-        count -= 1
-    if count == 0:
-        raise KeytabFormatError(f"keytab entry at offset {reader.record_start - 4} has a principal with no name components")
-    realm = _decode_text(reader.data16("realm"))
-    components = tuple(_decode_text(reader.data16(f"component {i + 1}")) for i in range(count))
-    name_type = reader.uint(4, "name type") if version == VERSION_2 else 0
-    timestamp = reader.uint(4, "timestamp")
-    kvno = reader.uint(1, "8-bit kvno")
-    enctype = reader.uint(2, "enctype")
-    contents = reader.data16("key")
-    if reader.remaining >= 4:
-        kvno32 = reader.uint(4, "32-bit kvno")
-        if kvno32 != 0:
-            kvno = kvno32
+            raise KeytabFormatError(f"keytab entry at offset {at} has a principal with no name components")
+        realm = record.pull_text16("realm")
+        components = tuple(record.pull_text16(f"component {i + 1}") for i in range(count))
+        name_type = record.pull_uint32("name type") if version == VERSION_2 else 0
+        timestamp = record.pull_uint32("timestamp")
+        kvno = record.pull_uint8("8-bit kvno")
+        enctype = record.pull_uint16("enctype")
+        contents = record.pull_opaque16("key")
+        if record.remaining >= 4:
+            kvno32 = record.pull_uint32("32-bit kvno")
+            if kvno32 != 0:
+                kvno = kvno32
+    except BufferReadError as exc:
+        raise KeytabFormatError(f"keytab entry at offset {at} is truncated: {exc} in the record") from None
     if not realm:
-        raise KeytabFormatError(f"keytab entry at offset {reader.record_start - 4} has an empty realm")
+        raise KeytabFormatError(f"keytab entry at offset {at} has an empty realm")
     principal = Principal(components, realm, name_type)
-    return KeytabEntry(principal, kvno, Key(enctype, bytes(contents)), timestamp)
+    return KeytabEntry(principal, kvno, Key(enctype, contents), timestamp)
 
 
 @dataclass
@@ -168,34 +132,28 @@ class Keytab:
         if data[0] != 0x05:
             raise KeytabFormatError(f"keytab does not start with 0x05 (first byte is 0x{data[0]:02x})")
         version = (data[0] << 8) | data[1]
-        if version == VERSION_2:
-            order = "big"
-        elif version == VERSION_1:
-            order = sys.byteorder
-        else:
+        if version not in (VERSION_1, VERSION_2):
             raise KeytabFormatError(f"unsupported keytab version 0x{version:04x} (0x0501 and 0x0502 are known)")
+        buf = Buffer(data, byteorder="big" if version == VERSION_2 else sys.byteorder)
+        buf.seek(2)
         entries: list[KeytabEntry] = []
-        pos = 2
-        while pos < len(data):
-            if pos + 4 > len(data):
-                raise KeytabFormatError(
-                    f"keytab record length at offset {pos} is truncated ({len(data) - pos} of 4 bytes)"
-                )
-            length = int.from_bytes(data[pos : pos + 4], order, signed=True)
+        while not buf.eof():
+            pos = buf.tell()
+            if buf.remaining < 4:
+                raise KeytabFormatError(f"keytab record length at offset {pos} is truncated ({buf.remaining} of 4 bytes)")
+            length = buf.pull_int32("record length")
             if length == 0:
                 break  # MIT: a zero length marks the end; anything after it is never read
             if length == -(2**31):
                 raise KeytabFormatError(f"keytab record at offset {pos} has the invalid length -2**31")
             size = abs(length)
-            if pos + 4 + size > len(data):
+            if size > buf.remaining:
                 kind = "hole" if length < 0 else "entry"
-                raise KeytabFormatError(
-                    f"keytab {kind} at offset {pos} claims {size} bytes but only {len(data) - pos - 4} remain"
-                )
+                raise KeytabFormatError(f"keytab {kind} at offset {pos} claims {size} bytes but only {buf.remaining} remain")
             if length > 0:
-                reader = _EntryReader(data, pos + 4, pos + 4 + size, order)
-                entries.append(_parse_entry(reader, version))
-            pos += 4 + size
+                entries.append(_parse_entry(buf.pull_buffer(size), version))
+            else:
+                buf.seek(buf.tell() + size)
         return cls(entries)
 
     @classmethod
@@ -206,11 +164,20 @@ class Keytab:
     # -- writing ----------------------------------------------------------------------------
 
     def __bytes__(self) -> bytes:
-        out = bytearray(struct.pack(">H", VERSION_2))
+        buf = Buffer()
+        buf.push_uint16(VERSION_2)
         for entry in self.entries:
-            body = entry.to_bytes()
-            out += struct.pack(">i", len(body)) + body
-        return bytes(out)
+            start = buf.tell()
+            buf.push_int32(0)  # the record length, filled in below
+            try:
+                entry._push(buf)
+            except BufferWriteError as exc:
+                raise KeytabFormatError(str(exc)) from None
+            end = buf.tell()
+            buf.seek(start)
+            buf.push_int32(end - start - 4)
+            buf.seek(end)
+        return buf.data
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the keytab atomically (temporary file + rename), mode 0600."""

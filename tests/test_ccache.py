@@ -288,3 +288,18 @@ def test_fuzz_only_format_errors(data):
             Ccache.parse(prefix + data)
         except CcacheFormatError:
             pass
+
+
+def test_unwritable_kdc_offset():
+    with pytest.raises(CcacheFormatError, match="KDC time offset seconds 2147483648 does not fit in 32 bits signed"):
+        bytes(Ccache(ALICE, [], kdc_offset=(2**31, 0)))
+
+
+def test_truncation_message_names_context_field_and_offsets():
+    data = HEADER + DEFAULT + CRED[:-6]
+    cred_at = len(HEADER + DEFAULT)
+    with pytest.raises(CcacheFormatError) as info:
+        Ccache.parse(data)
+    assert str(info.value) == (
+        f"ccache credential 1 (offset {cred_at}): ticket needs 5 bytes at offset {len(data) - 3}, 3 left"
+    )

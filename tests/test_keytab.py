@@ -274,3 +274,19 @@ def test_fuzz_only_format_errors(data):
         Keytab.parse(b"\x05\x02" + data)
     except KeytabFormatError:
         pass
+
+
+def test_unwritable_name_type_and_component():
+    with pytest.raises(KeytabFormatError, match="name type -1 does not fit in 32 bits"):
+        bytes(Keytab([KeytabEntry(Principal(("a",), "R", -1), 1, KEY16)]))
+    with pytest.raises(KeytabFormatError, match="principal component of 65536 bytes is longer than 65535"):
+        KeytabEntry(Principal(("a" * 65536,), "R"), 1, KEY16).to_bytes()
+
+
+def test_version_1_native_order_truncated_key_names_file_offsets():
+    order = sys.byteorder
+    body = (2).to_bytes(2, order) + (1).to_bytes(2, order) + b"R" + (1).to_bytes(2, order) + b"a"
+    body += b"\x00" * 4 + b"\x01" + (17).to_bytes(2, order) + (16).to_bytes(2, order) + b"\x00" * 3
+    data = b"\x05\x01" + len(body).to_bytes(4, order, signed=True) + body
+    with pytest.raises(KeytabFormatError, match=r"^keytab entry at offset 2 is truncated: key needs 16 bytes at offset 23, 3 left in the record$"):
+        Keytab.parse(data)
