@@ -10,8 +10,9 @@ from asn1crypto import cms
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.asn1 import Asn1DecodeError, decode, decode_as, decode_enc_kdc_rep_part, krb5, oids, pkinit
-from tests.test_asn1_roundtrip import MESSAGES, T0
+from common.asn1 import Asn1DecodeError, decode, decode_as, decode_enc_kdc_rep_part, fast, krb5, oids, pkinit
+from tests.test_asn1_fast import ARMORED_REQ, RESPONSE
+from tests.test_asn1_roundtrip import MESSAGES, PADATA, REQ_BODY, T0
 from tests.test_asn1_vectors import MIT_ENC_KDC_REP_PART, MIT_MESSAGES, h
 
 SEEDS = [cls(value).dump() for cls, value in MESSAGES] + [h(text) for text in MIT_MESSAGES.values()]
@@ -37,6 +38,9 @@ TYPED_SEEDS = [
     (krb5.PA_ENC_TS_ENC, krb5.PA_ENC_TS_ENC({"patimestamp": T0, "pausec": 5}).dump()),
     (krb5.ETYPE_INFO2, krb5.ETYPE_INFO2([{"etype": 18, "salt": "s", "s2kparams": b"\x00"}]).dump()),
     (pkinit.KDCDHKeyInfo, pkinit.KDCDHKeyInfo({"subjectPublicKey": b"\x02\x01\x05", "nonce": 1, "dhKeyExpiration": T0}).dump()),
+    (fast.PA_FX_FAST_REQUEST, fast.PA_FX_FAST_REQUEST(("armored-data", ARMORED_REQ)).dump()),
+    (fast.KrbFastReq, fast.KrbFastReq({"fast-options": 0, "padata": PADATA, "req-body": REQ_BODY}).dump()),
+    (fast.KrbFastResponse, fast.KrbFastResponse(RESPONSE).dump()),
 ]
 
 
@@ -79,6 +83,7 @@ FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCh
 @given(st.binary(max_size=200))
 def test_random_bytes(data):
     _decodes_or_raises_our_error(decode, data)
+    _decodes_or_raises_our_error(lambda d: decode(d, padded=True), data)
     _decodes_or_raises_our_error(decode_enc_kdc_rep_part, data)
     _decodes_or_raises_our_error(lambda d: decode_as(pkinit.AuthPack, d), data)
 
@@ -93,6 +98,7 @@ def test_random_bytes_behind_an_application_tag(data):
 @given(mutated(SEEDS))
 def test_mutated_messages(data):
     _decodes_or_raises_our_error(decode, data)
+    _decodes_or_raises_our_error(lambda d: decode(d, padded=True), data)
 
 
 @FUZZ

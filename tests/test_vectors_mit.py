@@ -14,11 +14,19 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from asn1crypto import core
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from common.asn1 import ErrorCode, MessageType, PaDataType, decode, decode_as, decode_enc_kdc_rep_part
+from common.asn1 import (
+    ErrorCode,
+    FastOptions,
+    MessageType,
+    PaDataType,
+    decode,
+    decode_as,
+    decode_enc_kdc_rep_part,
+    field_bytes,
+)
 from common.asn1.krb5 import (
     AP_REQ,
     AS_REP,
@@ -27,16 +35,12 @@ from common.asn1.krb5 import (
     KRB_ERROR,
     TGS_REP,
     TGS_REQ,
-    METHOD_DATA,
     Authenticator,
-    Checksum,
-    EncryptedData,
-    EncryptionKey,
     EncTGSRepPart,
     EncTicketPart,
-    PrincipalName,
     principal_from_asn1,
 )
+from common.asn1.fast import PA_FX_FAST_REPLY, PA_FX_FAST_REQUEST, KrbFastReq, KrbFastResponse
 from common.asn1.pkinit import (
     PA_PK_AS_REP,
     PA_PK_AS_REQ,
@@ -46,9 +50,8 @@ from common.asn1.pkinit import (
     unwrap_kdc_dh_key_info,
     unwrap_reply_key_pack,
 )
-from common.asn1.types import KerberosTime, Microseconds, Realm, UInt32
 from common.ccache import Ccache
-from common.crypto import Key, KeyUsage, decrypt, get_enctype, prf, random_to_key, string_to_key, verify_checksum
+from common.crypto import KeyUsage, cf2, decrypt, string_to_key, verify_checksum
 from common.crypto.ciphers import des3_cbc_decrypt
 from common.keytab import Keytab
 from common.principal import Principal
@@ -88,50 +91,6 @@ def name(pname, realm) -> Principal:
     return principal_from_asn1(pname, realm)
 
 
-# RFC 6113 FAST reply types (only what the TGS vector needs; not yet in common.asn1).
-class KrbFastArmoredRep(core.Sequence):
-    _fields = [("enc-fast-rep", EncryptedData, {"explicit": 0})]
-
-
-class PA_FX_FAST_REPLY(core.Choice):
-    _alternatives = [("armored-data", KrbFastArmoredRep, {"explicit": 0})]
-
-
-class KrbFastFinished(core.Sequence):
-    _fields = [
-        ("timestamp", KerberosTime, {"explicit": 0}),
-        ("usec", Microseconds, {"explicit": 1}),
-        ("crealm", Realm, {"explicit": 2}),
-        ("cname", PrincipalName, {"explicit": 3}),
-        ("ticket-checksum", Checksum, {"explicit": 4}),
-    ]
-
-
-class KrbFastResponse(core.Sequence):
-    _fields = [
-        ("padata", METHOD_DATA, {"explicit": 0}),
-        ("strengthen-key", EncryptionKey, {"explicit": 1, "optional": True}),
-        ("finished", KrbFastFinished, {"explicit": 2, "optional": True}),
-        ("nonce", UInt32, {"explicit": 3}),
-    ]
-
-
-def krb_fx_cf2(key1: Key, key2: Key, pepper1: bytes, pepper2: bytes) -> Key:
-    """RFC 6113 5.1: random-to-key(PRF+(key1, pepper1) XOR PRF+(key2, pepper2)), key1's enctype."""
-    size = get_enctype(key1.enctype).seed_bytes
-
-    def prf_plus(key: Key, pepper: bytes) -> bytes:
-        out = b""
-        counter = 1
-        while len(out) < size:
-            out += prf(key, bytes([counter]) + pepper)
-            counter += 1
-        return out[:size]
-
-    mixed = bytes(a ^ b for a, b in zip(prf_plus(key1, pepper1), prf_plus(key2, pepper2)))
-    return random_to_key(key1.enctype, mixed)
-
-
 def decrypt_ticket(ticket) -> EncTicketPart:
     enc = ticket["enc-part"]
     sname = name(ticket["sname"], ticket["realm"])
@@ -141,23 +100,10 @@ def decrypt_ticket(ticket) -> EncTicketPart:
     return part
 
 
-def inner_der(field) -> bytes:
-    """The DER of a field's value as received, without the field's [n] EXPLICIT wrapper.
-
-    asn1crypto's dump() of an explicitly tagged field includes the wrapper (for req-body:
-    a4 len 30 len ...); checksums cover the inner value only.
-    """
-    wrapped = field.dump()
-    assert wrapped[0] & 0xE0 == 0xA0, "expected a context-specific constructed [n] wrapper"
-    length = wrapped[1]
-    start = 2 if length < 0x80 else 2 + (length & 0x7F)
-    return wrapped[start:]
-
-
-def same_ticket(field, der: bytes) -> bool:
+def same_ticket(message, field: str, der: bytes) -> bool:
     """A Ticket field of a decoded message equals Ticket DER from a ccache. The field's dump()
     includes the field's own [n] EXPLICIT wrapper, so compare values and the inner bytes."""
-    return field.native == decode(der).native and inner_der(field) == der
+    return message[field].native == decode(der).native and field_bytes(message, field) == der
 
 
 def auth_pack(name_: str):
@@ -336,7 +282,7 @@ def test_tgs_exchange():
     ap_req = decode(padata(req, PaDataType.PA_TGS_REQ))
     assert isinstance(ap_req, AP_REQ)
     tgt = CCACHE.find(KRBTGT)
-    assert same_ticket(ap_req["ticket"], tgt.ticket)
+    assert same_ticket(ap_req, "ticket", tgt.ticket)
     # The authenticator is under the TGT session key; its checksum covers the req-body as sent.
     authenticator = decode(decrypt(tgt.key, KeyUsage.TGS_REQ_AUTH, ap_req["authenticator"]["cipher"].native))
     assert isinstance(authenticator, Authenticator)
@@ -350,28 +296,63 @@ def test_tgs_exchange():
     subkey = authenticator["subkey"].to_key()
     assert subkey.enctype == tgt.key.enctype and subkey != tgt.key
     assert PaDataType.PA_FX_FAST in padata_types(req)
-    armor_key = krb_fx_cf2(subkey, tgt.key, b"subkeyarmor", b"ticketarmor")
+    armor_key = cf2(subkey, tgt.key, b"subkeyarmor", b"ticketarmor")
     fast_reply = decode_as(PA_FX_FAST_REPLY, padata(rep, PaDataType.PA_FX_FAST))
     enc_fast_rep = fast_reply.chosen["enc-fast-rep"]["cipher"].native
     fast_response = decode_as(KrbFastResponse, decrypt(armor_key, KeyUsage.FAST_REP, enc_fast_rep))
     assert fast_response["nonce"].native == req["req-body"]["nonce"].native
-    reply_key = krb_fx_cf2(fast_response["strengthen-key"].to_key(), subkey, b"strengthenkey", b"replykey")
+    reply_key = cf2(fast_response["strengthen-key"].to_key(), subkey, b"strengthenkey", b"replykey")
     cipher = rep["enc-part"]["cipher"].native
     enc_part = decode_enc_kdc_rep_part(decrypt(reply_key, KeyUsage.TGS_REP_ENC_PART_SUBKEY, cipher))
     assert isinstance(enc_part, EncTGSRepPart)
     assert enc_part["nonce"].native == req["req-body"]["nonce"].native
     service = CCACHE.find(SC)
     assert enc_part["key"].to_key() == service.key
-    assert same_ticket(rep["ticket"], service.ticket)
+    assert same_ticket(rep, "ticket", service.ticket)
     ticket_part = decrypt_ticket(rep["ticket"])
     assert ticket_part["key"].to_key() == service.key
     assert name(ticket_part["cname"], ticket_part["crealm"]) == ALICE
+    # KrbFastFinished: the authoritative client name, and a checksum over the Ticket as sent.
+    finished = fast_response["finished"]
+    assert name(finished["cname"], finished["crealm"]) == ALICE
+    ticket_checksum = finished["ticket-checksum"]
+    verify_checksum(ticket_checksum["cksumtype"].native, armor_key, KeyUsage.FAST_FINISHED,
+                    field_bytes(rep, "ticket"), ticket_checksum["checksum"].native)
+
+
+def test_tgs_req_fast_request_decodes_fully():
+    """MIT 1.20 always armors TGS requests: PA-FX-FAST carries a KrbFastArmoredReq without armor
+    (the PA-TGS-REQ is the armor, RFC 6113 5.4.1.1) whose req-checksum covers the PA-TGS-REQ
+    padata-value and whose enc-fast-req holds a KrbFastReq under the armor key (RFC 6113 5.4.2)."""
+    req = msg("tgs-req")
+    value = padata(req, PaDataType.PA_FX_FAST)
+    fast = decode_as(PA_FX_FAST_REQUEST, value)
+    assert fast.dump(force=True) == value
+    assert fast.name == "armored-data"
+    armored = fast.chosen
+    assert armored["armor"].native is None
+    tgt = CCACHE.find(KRBTGT)
+    ap_req = decode(padata(req, PaDataType.PA_TGS_REQ))
+    authenticator = decode(decrypt(tgt.key, KeyUsage.TGS_REQ_AUTH, ap_req["authenticator"]["cipher"].native))
+    armor_key = cf2(authenticator["subkey"].to_key(), tgt.key, b"subkeyarmor", b"ticketarmor")
+    checksum = armored["req-checksum"]
+    verify_checksum(checksum["cksumtype"].native, armor_key, KeyUsage.FAST_REQ_CHKSUM,
+                    padata(req, PaDataType.PA_TGS_REQ), checksum["checksum"].native)
+    enc = armored["enc-fast-req"]
+    assert enc["etype"].native == armor_key.enctype
+    plain = decrypt(armor_key, KeyUsage.FAST_ENC, enc["cipher"].native)
+    fast_req = decode_as(KrbFastReq, plain)
+    assert fast_req.dump(force=True) == plain
+    assert fast_req["fast-options"].native == FastOptions(0)
+    assert fast_req["padata"].native == []
+    # The inner req-body is the real one; MIT sends the same body outside.
+    assert field_bytes(fast_req, "req-body") == req.req_body_bytes()
 
 
 def test_ap_req_from_libkrb5():
     ap_req = msg("ap-req")
     service = CCACHE.find(SC)
-    assert same_ticket(ap_req["ticket"], service.ticket)
+    assert same_ticket(ap_req, "ticket", service.ticket)
     authenticator = decode(decrypt(service.key, KeyUsage.AP_REQ_AUTH, ap_req["authenticator"]["cipher"].native))
     assert isinstance(authenticator, Authenticator)
     assert name(authenticator["cname"], authenticator["crealm"]) == ALICE

@@ -3,10 +3,15 @@
 Decoding: `decode(data)` for any APPLICATION-tagged Kerberos message, `decode_as(cls, data)` for
 everything else (AuthPack, PA-ENC-TS-ENC, METHOD-DATA, ...). Both parse the whole tree at once,
 reject trailing bytes, and raise only `Asn1DecodeError` (a ValueError) naming the bad field.
+For decrypted plaintext pass `padded=True`: up to 7 trailing zero bytes (des3-cbc-sha1-kd block
+padding) are then accepted and dropped.
 
 Encoding: build from dicts of Python values and call `.dump()`. Decoded values dump back their
-received bytes unchanged (`req.req_body_bytes()` is the checksummed KDC-REQ-BODY as sent);
-`.dump(force=True)` re-encodes as strict DER, which equals the input for DER input.
+received bytes unchanged; `field_bytes(value, name)` is a field's value as received without its
+[n] EXPLICIT wrapper (`req.req_body_bytes()` is `field_bytes(req, 'req-body')`, the checksummed
+KDC-REQ-BODY). `.dump(force=True)` re-encodes as strict DER, which equals the input for DER input.
+
+RFC 6113 FAST types are in `common.asn1.fast`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from .constants import (
     ApplicationTag,
     AuthorizationDataType,
     ErrorCode,
+    FastArmorType,
+    FastOptions,
     KDCOptions,
     LastReqType,
     MessageType,
@@ -46,7 +53,7 @@ from .krb5 import (
     principal_from_asn1,
     principal_to_asn1,
 )
-from .types import Asn1DecodeError, decode_as
+from .types import MAX_PLAINTEXT_PADDING, Asn1DecodeError, decode_as, field_bytes
 
 _BY_TAG = {
     ApplicationTag.TICKET: Ticket,
@@ -82,26 +89,29 @@ def _application_tag(data: bytes) -> int:
     return first & 0x1F
 
 
-def decode(data: bytes):
-    """Decode one Kerberos message, dispatching on its outer APPLICATION tag."""
+def decode(data: bytes, *, padded: bool = False):
+    """Decode one Kerberos message, dispatching on its outer APPLICATION tag.
+
+    `padded=True` for decrypted plaintext (EncTicketPart, Authenticator, ...): see `decode_as`.
+    """
     tag = _application_tag(data)
     cls = _BY_TAG.get(tag)
     if cls is None:
         raise Asn1DecodeError(f"no Kerberos type has outer tag [APPLICATION {tag}]")
-    return decode_as(cls, data)
+    return decode_as(cls, data, padded=padded)
 
 
-def decode_enc_kdc_rep_part(data: bytes) -> EncASRepPart | EncTGSRepPart:
-    """The decrypted enc-part of an AS-REP or TGS-REP.
+def decode_enc_kdc_rep_part(data: bytes, *, padded: bool = False) -> EncASRepPart | EncTGSRepPart:
+    """The decrypted enc-part of an AS-REP or TGS-REP (`padded` as for `decode_as`).
 
     Either tag is accepted for either reply: RFC 4120 5.4.2 notes that some implementations send
     EncTGSRepPart [APPLICATION 26] in AS-REPs, and MIT's client accepts both.
     """
     tag = _application_tag(data)
     if tag == ApplicationTag.ENC_AS_REP_PART:
-        return decode_as(EncASRepPart, data)
+        return decode_as(EncASRepPart, data, padded=padded)
     if tag == ApplicationTag.ENC_TGS_REP_PART:
-        return decode_as(EncTGSRepPart, data)
+        return decode_as(EncTGSRepPart, data, padded=padded)
     raise Asn1DecodeError(f"outer tag [APPLICATION {tag}] is neither EncASRepPart (25) nor EncTGSRepPart (26)")
 
 
@@ -112,8 +122,11 @@ __all__ = [
     "Asn1DecodeError",
     "AuthorizationDataType",
     "ErrorCode",
+    "FastArmorType",
+    "FastOptions",
     "KDCOptions",
     "LastReqType",
+    "MAX_PLAINTEXT_PADDING",
     "MessageType",
     "PaDataType",
     "TicketFlags",
@@ -121,6 +134,7 @@ __all__ = [
     "decode",
     "decode_as",
     "decode_enc_kdc_rep_part",
+    "field_bytes",
     "principal_from_asn1",
     "principal_to_asn1",
 ]

@@ -308,3 +308,22 @@ class APOptions(IntFlag):
     RESERVED = _bit(0)
     USE_SESSION_KEY = _bit(1)
     MUTUAL_REQUIRED = _bit(2)
+
+
+class FastOptions(IntFlag):
+    """FastOptions (RFC 6113 5.4.1). Bits 0-15 are critical: a KDC that does not understand a set
+    critical bit answers KDC_ERR_UNKNOWN_CRITICAL_FAST_OPTIONS; bits 16-31 may be ignored."""
+
+    RESERVED = _bit(0)
+    HIDE_CLIENT_NAMES = _bit(1)
+    KDC_FOLLOW_REFERRALS = _bit(16)
+
+
+FAST_CRITICAL_OPTIONS = 0xFFFF0000  # FastOptions bits 0-15 in MIT's numbering
+
+
+class FastArmorType(IntEnum):
+    """KrbFastArmor armor-type values (RFC 6113 5.4.1.1, IANA "FAST Armor Types")."""
+
+    FX_FAST_RESERVED = 0
+    FX_FAST_ARMOR_AP_REQUEST = 1

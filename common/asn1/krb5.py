@@ -27,6 +27,7 @@ from .types import (
     TicketFlagsBits,
     UInt32,
     decode_as,
+    field_bytes,
 )
 
 PVNO = 5
@@ -257,17 +258,9 @@ class KDC_REQ(_Defaults, core.Sequence):
 
     def req_body_bytes(self) -> bytes:
         """The KDC-REQ-BODY exactly as received: the bytes the PA-TGS-REQ authenticator checksum
-        and the PKINIT paChecksum/paChecksum2 cover.
-
-        asn1crypto keeps a decoded child's original encoding until it is modified or
-        force-dumped, but `self['req-body'].dump()` also includes the [4] EXPLICIT wrapper;
-        this strips that wrapper (any length form) and returns the SEQUENCE itself.
-        """
-        wrapped = self["req-body"].dump()
-        length = wrapped[1]
-        if length == 0x80:  # indefinite: the wrapper ends with an end-of-contents pair
-            return wrapped[2:-2]
-        return wrapped[2 + (length & 0x7F if length & 0x80 else 0) :]
+        and the PKINIT paChecksum/paChecksum2 cover (without the [4] EXPLICIT wrapper that
+        `self['req-body'].dump()` includes; see `field_bytes`)."""
+        return field_bytes(self, "req-body")
 
 
 class AS_REQ(KDC_REQ):

@@ -5,6 +5,11 @@ asn1crypto gets three things wrong for Kerberos; they are fixed here once:
 - A named-bit BitString drops trailing zero bits; KerberosFlags are always exactly 32 bits.
 - Parsing is lazy, so a malformed field would only fail when someone reads it; `decode_as`
   walks the whole tree at decode time and turns every failure into one `Asn1DecodeError`.
+- `seq[name].dump()` of an EXPLICIT-tagged field includes the [n] wrapper; `field_bytes` gives the
+  value's bytes as received, which is what Kerberos checksums cover.
+
+Decrypted des3-cbc-sha1-kd plaintext keeps its zero block padding; `decode_as(..., padded=True)`
+accepts it (and only it) after the value.
 """
 
 from __future__ import annotations
@@ -13,8 +18,7 @@ import enum
 from datetime import datetime, timedelta, timezone
 from typing import TypeVar
 
-from asn1crypto import x509
-from asn1crypto import core
+from asn1crypto import core, parser, x509
 
 from .constants import APOptions, KDCOptions, TicketFlags
 
@@ -251,18 +255,130 @@ def _reason(exc: Exception) -> str:
     return text
 
 
-def decode_as(cls: type[T], data: bytes) -> T:
+# Decrypted plaintext may end in zero padding up to the cipher block: des3-cbc-sha1-kd (RFC 3961
+# 6.3, 8-byte blocks) pads and its decrypt returns the padding, as RFC 3961 allows, since the ASN.1
+# inside carries its own length. No enctype we support has a larger padded block.
+MAX_PLAINTEXT_PADDING = 7
+
+
+def decode_as(cls: type[T], data: bytes, *, padded: bool = False) -> T:
     """Decode exactly one `cls` from `data` and parse it fully; raise only Asn1DecodeError.
 
     BER deviations asn1crypto tolerates (non-minimal and indefinite lengths) are accepted;
     bytes after the value are an error. Unmodified values dump back the bytes as received.
+
+    `padded=True` is for decrypted plaintext: after the value, up to MAX_PLAINTEXT_PADDING (7)
+    bytes are accepted if they are all zero, and dropped. More bytes, or any non-zero one, are
+    still an error.
     """
     name = cls.__name__
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise Asn1DecodeError(f"{name}: expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if padded:
+        data = data[: _padded_value_length(name, data)]
     try:
-        value = cls.load(bytes(data), strict=True)
+        value = cls.load(data, strict=True)
     except Exception as exc:
         raise Asn1DecodeError(f"{name}: {_reason(exc)}") from exc
     _walk(value, name)
     return value
+
+
+def _padded_value_length(name: str, data: bytes) -> int:
+    """The length of the one value at the start of `data`, after checking what follows is padding."""
+    try:
+        end = parser.peek(data)
+    except Exception as exc:
+        raise Asn1DecodeError(f"{name}: {_reason(exc)}") from exc
+    padding = data[end:]
+    if len(padding) > MAX_PLAINTEXT_PADDING:
+        raise Asn1DecodeError(
+            f"{name}: {len(padding)} trailing bytes after the value; decrypted plaintext pads with at most "
+            f"{MAX_PLAINTEXT_PADDING}"
+        )
+    for offset, octet in enumerate(padding):
+        if octet:
+            raise Asn1DecodeError(
+                f"{name}: trailing byte {octet:#04x} at offset {end + offset} after the value is not zero padding"
+            )
+    return end
+
+
+# --- a field's bytes as received ---------------------------------------------------------------
+
+
+def field_bytes(parent: core.Sequence | core.Choice, name: str) -> bytes:
+    """The encoding of an EXPLICIT-tagged field's value as received, without its [n] wrapper.
+
+    asn1crypto's `parent[name].dump()` includes the field's EXPLICIT tag and length; checksums
+    cover the inner value only (KDC-REQ-BODY under the PA-TGS-REQ authenticator and the PKINIT
+    paChecksum, an AP-REQ ticket against ccache bytes, ...). The wrapper may use the short, long
+    or indefinite length form; the inner value is returned byte for byte as received, BER
+    deviations included (a value built or modified locally gives its DER). `parent` is a SEQUENCE
+    (`name` a field) or a CHOICE (`name` the chosen alternative). Raises Asn1DecodeError if the
+    field is absent, not EXPLICIT-tagged, or its wrapper is malformed.
+    """
+    where = f"{type(parent).__name__}.{name}"
+    if isinstance(parent, core.Choice):
+        if parent.name != name:
+            raise Asn1DecodeError(f"{where}: the chosen alternative is {parent.name!r}")
+        value = parent.chosen
+    else:
+        try:
+            value = parent[name]
+        except KeyError as exc:
+            raise Asn1DecodeError(f"{where}: no such field") from exc
+    if isinstance(value, core.Void):
+        raise Asn1DecodeError(f"{where}: the field is absent")
+    if not value.explicit:
+        raise Asn1DecodeError(f"{where}: the field is not EXPLICIT-tagged, so it has no wrapper to remove")
+    # _header/_trailer hold the received wrapper and value headers (EOC octets for indefinite
+    # lengths); dump() would re-encode an indefinite-length inner value, so it is used only for
+    # values that were never decoded or have been modified.
+    if value._header is not None and value.contents is not None:
+        wrapped = value._header + value.contents + value._trailer
+    else:
+        wrapped = value.dump()
+    return _strip_explicit(where, wrapped, value.explicit[-1])
+
+
+def _strip_explicit(where: str, wrapped: bytes, expected: tuple[int, int]) -> bytes:
+    """The contents of the constructed [class tag] TLV `wrapped` (one EXPLICIT layer)."""
+    expected_class, expected_tag = expected
+    if len(wrapped) < 2:
+        raise Asn1DecodeError(f"{where}: EXPLICIT wrapper truncated")
+    first = wrapped[0]
+    if first >> 6 != expected_class or not first & 0x20:
+        raise Asn1DecodeError(f"{where}: identifier octet {first:#04x} is not a constructed EXPLICIT tag")
+    pos = 1
+    tag = first & 0x1F
+    if tag == 0x1F:  # high tag number form: base-128, high bit set on all but the last octet
+        tag = 0
+        while True:
+            if pos >= len(wrapped):
+                raise Asn1DecodeError(f"{where}: EXPLICIT tag number truncated")
+            octet = wrapped[pos]
+            pos += 1
+            tag = tag << 7 | octet & 0x7F
+            if not octet & 0x80:
+                break
+    if tag != expected_tag:
+        raise Asn1DecodeError(f"{where}: EXPLICIT tag [{tag}] where [{expected_tag}] was expected")
+    if pos >= len(wrapped):
+        raise Asn1DecodeError(f"{where}: EXPLICIT wrapper length truncated")
+    length = wrapped[pos]
+    pos += 1
+    if length == 0x80:  # indefinite: the contents end with the end-of-contents octets 00 00
+        if len(wrapped) < pos + 2 or wrapped[-2:] != b"\x00\x00":
+            raise Asn1DecodeError(f"{where}: indefinite-length EXPLICIT wrapper without end-of-contents octets")
+        return wrapped[pos:-2]
+    if length & 0x80:  # long form: the low bits count the length octets that follow
+        count = length & 0x7F
+        if count == 0x7F or len(wrapped) < pos + count:
+            raise Asn1DecodeError(f"{where}: EXPLICIT wrapper length truncated")
+        length = int.from_bytes(wrapped[pos : pos + count], "big")
+        pos += count
+    if len(wrapped) - pos != length:
+        raise Asn1DecodeError(f"{where}: EXPLICIT wrapper says {length} bytes, holds {len(wrapped) - pos}")
+    return wrapped[pos:]

@@ -84,6 +84,35 @@ def prf(key: Key, data: bytes) -> bytes:
     return cls.prf(key.contents, bytes(data))
 
 
+def _prf_plus(key: Key, data: bytes, length: int) -> bytes:
+    """RFC 6113 5.1 PRF+: PRF(key, 0x01 || data) || PRF(key, 0x02 || data) || ..., cut to `length`."""
+    out = bytearray()
+    counter = 1
+    while len(out) < length:
+        if counter > 255:  # the counter is one octet
+            raise CryptoError(f"PRF+ cannot produce {length} bytes from enctype {key.enctype}")
+        out += prf(key, bytes([counter]) + data)
+        counter += 1
+    return bytes(out[:length])
+
+
+def cf2(key1: Key, key2: Key, pepper1: bytes | str, pepper2: bytes | str) -> Key:
+    """KRB-FX-CF2 (RFC 6113 5.1): random-to-key(PRF+(key1, pepper1) XOR PRF+(key2, pepper2)).
+
+    The result has key1's enctype; each PRF+ yields that enctype's random-to-key input length
+    (seed_bytes). The keys may be of different enctypes. str peppers are encoded as UTF-8
+    (FAST uses ASCII ones: "subkeyarmor"/"ticketarmor", "strengthenkey"/"replykey", ...).
+    """
+    cls = get_enctype(key1.enctype)
+    if isinstance(pepper1, str):
+        pepper1 = pepper1.encode("utf-8")
+    if isinstance(pepper2, str):
+        pepper2 = pepper2.encode("utf-8")
+    first = _prf_plus(key1, bytes(pepper1), cls.seed_bytes)
+    second = _prf_plus(key2, bytes(pepper2), cls.seed_bytes)
+    return Key(cls.number, cls.random_to_key(bytes(a ^ b for a, b in zip(first, second))))
+
+
 # --- checksums -------------------------------------------------------------------------------
 
 
