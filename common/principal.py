@@ -116,6 +116,10 @@ class Principal:
         """The components joined with '/', without the realm (quoted)."""
         return "/".join(_quote(c) for c in self.components)
 
+    def default_salt(self) -> str:
+        """RFC 4120 4 / MIT 'normal' salt: the realm followed by every name component."""
+        return self.realm + "".join(self.components)
+
     def same_name(self, other: Principal) -> bool:
         """Kerberos name equality: components and realm, name type ignored (RFC 4120 6.2)."""
         return self.components == other.components and self.realm == other.realm

@@ -12,6 +12,7 @@ from common.crypto import (
     UnsupportedEnctypeError,
     decrypt,
     encrypt,
+    enctype_by_name,
     generate_key,
     get_enctype,
     make_checksum,
@@ -203,3 +204,18 @@ def test_key_usage_numbers() -> None:
 def test_usage_out_of_range_is_refused() -> None:
     with pytest.raises(CryptoError, match="outside 0..2\\^32-1"):
         encrypt(generate_key(18), -1, b"")
+
+
+@pytest.mark.parametrize(
+    "text, number",
+    [("18", 18), ("aes256-cts", 18), ("aes256-cts-hmac-sha1-96:normal", 18), ("des3-cbc-sha1", 16),
+     ("DES3-HMAC-SHA1", 16), ("aes128-sha2", 19), ("aes256-cts-hmac-sha384-192", 20)],
+)
+def test_enctype_by_name_accepts_mit_spellings(text, number):
+    assert enctype_by_name(text).number == number
+
+
+@pytest.mark.parametrize("text", ["rc4-hmac", "23", "aes512", ""])
+def test_enctype_by_name_rejects_unknown(text):
+    with pytest.raises(UnsupportedEnctypeError):
+        enctype_by_name(text)

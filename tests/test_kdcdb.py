@@ -318,7 +318,7 @@ def test_add_random_keys_roundtrip(db, path, mkey):
 def test_password_keys_equal_string_to_key_with_default_salt(db):
     entry = db.add_principal(GW, now=T0, password="s3cret pässword", enctypes=[18, 20, 16])
     salt = "EXAMPLE.TESTgwgw1.example.test"
-    assert kdb.default_salt(GW) == salt
+    assert GW.default_salt() == salt
     for k in entry.keys:
         assert k.key == string_to_key(k.enctype, "s3cret pässword", salt)
         assert k.salt == salt.encode()
@@ -420,7 +420,7 @@ def test_rotate_with_password_and_new_enctypes(db):
     db.add_principal(GW, now=T0, password="one")
     rotated = db.rotate_keys(GW, now=T0, password="two", enctypes=[20])
     assert rotated.enctypes == (20,)
-    assert rotated.current_keys[0].key == string_to_key(20, "two", kdb.default_salt(GW))
+    assert rotated.current_keys[0].key == string_to_key(20, "two", GW.default_salt())
     with pytest.raises(NotFound):
         db.rotate_keys(SC, now=T0)
     with pytest.raises(InvalidValue):

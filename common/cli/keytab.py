@@ -19,49 +19,30 @@ import sys
 import time
 
 from common.cli import CliError, read_password_stdin
+from common.crypto import UnsupportedEnctypeError, enctype_by_name, generate_key, get_enctype, string_to_key
+from common.keytab import Keytab, KeytabEntry, KeytabFormatError
 from common.principal import Principal, PrincipalSyntaxError
 
-# RFC 3961 / 3962 / 8009 enctype numbers and MIT's names (first name is the one we print).
-ENCTYPE_NAMES: dict[int, tuple[str, ...]] = {
-    16: ("des3-cbc-sha1", "des3-hmac-sha1", "des3-cbc-sha1-kd"),
-    17: ("aes128-cts-hmac-sha1-96", "aes128-cts", "aes128"),
-    18: ("aes256-cts-hmac-sha1-96", "aes256-cts", "aes256"),
-    19: ("aes128-cts-hmac-sha256-128", "aes128-sha2"),
-    20: ("aes256-cts-hmac-sha384-192", "aes256-sha2"),
-}
 DEFAULT_ENCTYPES = (18, 17)
 
 
 def enctype_name(enctype: int) -> str:
-    names = ENCTYPE_NAMES.get(enctype)
-    return names[0] if names else f"etype {enctype}"
+    try:
+        return get_enctype(enctype).name
+    except UnsupportedEnctypeError:
+        return f"etype {enctype}"
 
 
 def parse_enctype(text: str) -> int:
     """'18', 'aes256-cts', 'aes256-cts-hmac-sha1-96:normal' -> 18."""
+    try:
+        return enctype_by_name(text).number
+    except UnsupportedEnctypeError as exc:
+        raise CliError(str(exc)) from None
 
-    name = text.strip().lower().split(":", 1)[0]
-    if name.isdigit():
-        number = int(name)
-        if number in ENCTYPE_NAMES:
-            return number
-        raise CliError(f"unsupported enctype {number} (supported: {', '.join(map(str, ENCTYPE_NAMES))})")
-    for number, names in ENCTYPE_NAMES.items():
-        if name in names:
-            return number
-    raise CliError(
-        f"unknown enctype {text!r} (use a number or one of: {', '.join(n[0] for n in ENCTYPE_NAMES.values())})"
-    )
-
-
-def default_salt(principal: Principal) -> str:
-    """RFC 4120 4 / MIT 'normal' salt: the realm followed by every name component."""
-    return principal.realm + "".join(principal.components)
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
-    from common.crypto import generate_key, string_to_key
-    from common.keytab import Keytab, KeytabEntry, KeytabFormatError
 
     try:
         principal = Principal.parse(args.principal)
@@ -86,7 +67,7 @@ def _cmd_create(args: argparse.Namespace) -> int:
             raise CliError(f"{out} exists; pass --append to add entries or --force to replace it")
     if args.password_stdin:
         password = read_password_stdin()
-        salt = args.salt if args.salt is not None else default_salt(principal)
+        salt = args.salt if args.salt is not None else principal.default_salt()
         keys = [string_to_key(e, password, salt) for e in enctypes]
     else:
         keys = [generate_key(e) for e in enctypes]
@@ -106,7 +87,6 @@ def _format_time(ts: int) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from common.keytab import Keytab, KeytabFormatError
 
     path = args.file[5:] if args.file.startswith("FILE:") else args.file
     try:

@@ -30,6 +30,19 @@ def get_enctype(enctype: int) -> type[Enctype]:
         raise UnsupportedEnctypeError(f"unsupported enctype {enctype!r}") from None
 
 
+def enctype_by_name(text: str) -> type[Enctype]:
+    """The enctype for a number or a name as MIT's tools spell it ('18', 'aes256-cts',
+    'aes256-cts-hmac-sha1-96:normal' -- a ':salttype' suffix is ignored)."""
+    name = text.strip().lower().split(":", 1)[0]
+    if name.isdigit():
+        return get_enctype(int(name))
+    for cls in ENCTYPES.values():
+        if name == cls.name or name in cls.aliases:
+            return cls
+    known = ", ".join(cls.name for cls in ENCTYPES.values())
+    raise UnsupportedEnctypeError(f"unknown enctype {text!r} (known: {known})")
+
+
 def _enctype_for_key(key: Key) -> type[Enctype]:
     cls = get_enctype(key.enctype)
     if len(key.contents) != cls.key_bytes:

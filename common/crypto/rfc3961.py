@@ -34,6 +34,7 @@ class Enctype:
 
     number: ClassVar[int]
     name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()  # other names MIT's tools accept (kdc.conf, ktutil, klist)
     key_bytes: ClassVar[int]
     seed_bytes: ClassVar[int]  # key-generation seed length fed to random-to-key
     checksum_type: ClassVar[int]  # the mandatory keyed checksum (RFC 3961 "required checksum")
@@ -191,6 +192,7 @@ class Des3CbcSha1Kd(SimplifiedProfile):
 
     number = 16
     name = "des3-cbc-sha1-kd"
+    aliases = ("des3-cbc-sha1", "des3-hmac-sha1")
     key_bytes = 24
     seed_bytes = 21
     checksum_type = 12
@@ -264,6 +266,7 @@ class AesCtsHmacSha1(SimplifiedProfile):
 class Aes128CtsHmacSha196(AesCtsHmacSha1):
     number = 17
     name = "aes128-cts-hmac-sha1-96"
+    aliases = ("aes128-cts", "aes128")
     key_bytes = 16
     seed_bytes = 16
     checksum_type = 15
@@ -272,6 +275,7 @@ class Aes128CtsHmacSha196(AesCtsHmacSha1):
 class Aes256CtsHmacSha196(AesCtsHmacSha1):
     number = 18
     name = "aes256-cts-hmac-sha1-96"
+    aliases = ("aes256-cts", "aes256")
     key_bytes = 32
     seed_bytes = 32
     checksum_type = 16

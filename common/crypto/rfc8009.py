@@ -103,6 +103,7 @@ class AesCtsHmacSha2(Enctype):
 class Aes128CtsHmacSha256128(AesCtsHmacSha2):
     number = 19
     name = "aes128-cts-hmac-sha256-128"
+    aliases = ("aes128-sha2",)
     key_bytes = 16
     seed_bytes = 16
     checksum_type = 19
@@ -116,6 +117,7 @@ class Aes128CtsHmacSha256128(AesCtsHmacSha2):
 class Aes256CtsHmacSha384192(AesCtsHmacSha2):
     number = 20
     name = "aes256-cts-hmac-sha384-192"
+    aliases = ("aes256-sha2",)
     key_bytes = 32
     seed_bytes = 32
     checksum_type = 20

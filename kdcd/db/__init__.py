@@ -35,7 +35,6 @@ from .model import (
     PrincipalAttributes,
     PrincipalDatabase,
     PrincipalEntry,
-    default_salt,
     normalise_mac,
 )
 from .schema import LATEST_VERSION, MIGRATIONS
@@ -66,7 +65,6 @@ __all__ = [
     "SQLiteDatabase",
     "SchemaError",
     "ThumbprintMismatch",
-    "default_salt",
     "generate_master_key",
     "load_master_key",
     "normalise_mac",

@@ -36,7 +36,6 @@ __all__ = [
     "PrincipalAttributes",
     "PrincipalDatabase",
     "PrincipalEntry",
-    "default_salt",
 ]
 
 # Enctypes given random keys when the caller names none, strongest first (RFC 3962 AES-SHA1
@@ -174,10 +173,6 @@ def to_seconds(value: dt.datetime) -> int:
 def from_seconds(value: int | None) -> dt.datetime | None:
     return None if value is None else dt.datetime.fromtimestamp(value, _UTC)
 
-
-def default_salt(principal: Principal) -> str:
-    """RFC 4120 4 / MIT 'normal' salt: the realm followed by every name component, unseparated."""
-    return principal.realm + "".join(principal.components)
 
 
 def check_enctype(enctype: int) -> int:

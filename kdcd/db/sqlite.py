@@ -53,7 +53,6 @@ from .model import (
     check_status,
     check_thumbprint,
     decode_options,
-    default_salt,
     encode_options,
     from_seconds,
     normalise_mac,
@@ -332,7 +331,7 @@ class SQLiteDatabase:
         if password is not None:
             if not isinstance(password, str) or not password:
                 raise InvalidValue("the password must be a non-empty string")
-            salt = default_salt(principal)
+            salt = principal.default_salt()
             return [(string_to_key(e, password, salt), salt.encode("utf-8")) for e in numbers]
         return [(generate_key(e), None) for e in numbers]
 
