@@ -1,0 +1,45 @@
+"""`kerbtel init DIR [--realm EXAMPLE.TEST] [--force]`: a throw-away loopback deployment.
+
+Writes the PKI (manufacturer and operator CAs, KDC certificate), the KDC database, master key
+and kdcd.toml, two signaling-controller principals with keytabs, two provisioned CTAs and one
+factory-fresh CTA, an MIT krb5.conf and DIR/deployment.json (kdcd/deployment.py documents the
+layout and the manifest). Start the KDC with `kdcd -c DIR/kdcd.toml`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from common.cli import CliError
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from kdcd.db import DatabaseError
+    from kdcd.deployment import DeploymentError, create_deployment
+
+    try:
+        dep = create_deployment(args.directory, realm=args.realm, force=args.force)
+    except (DeploymentError, DatabaseError) as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{exc.filename or args.directory}: {exc.strerror or exc}") from None
+    print(f"{dep.directory}: deployment for realm {dep.realm}, KDC on {dep.kdc_address} (tcp and udp)")
+    print(f"  manifest     {dep.directory / 'deployment.json'}")
+    print(f"  start KDC    kdcd -c {dep.kdc_config}")
+    print(f"  MIT clients  KRB5_CONFIG={dep.krb5_conf}")
+    for sc in dep.scs:
+        print(f"  {sc.name:<6} {sc.principal}  keytab {sc.keytab}")
+    for cta in dep.ctas:
+        state = "provisioned" if cta.provisioned else "factory-fresh"
+        print(f"  {cta.name:<6} {cta.principal}  {state}  {cta.identity_dir}")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "init", help="create a throw-away loopback deployment (PKI, KDC, SCs, CTAs)", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("directory", metavar="DIR", help="where to write it (must be empty unless --force)")
+    parser.add_argument("--realm", default="EXAMPLE.TEST", help="the realm (default EXAMPLE.TEST)")
+    parser.add_argument("--force", action="store_true", help="replace a deployment in a non-empty DIR")
+    parser.set_defaults(func=_cmd_init)

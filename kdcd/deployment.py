@@ -1,0 +1,370 @@
+"""`kerbtel init DIR`: a complete throw-away kerbtel deployment on loopback, for tests and demos.
+
+    from kdcd.deployment import create_deployment
+    dep = create_deployment("/tmp/kt", realm="EXAMPLE.TEST")
+    dep.manifest()   # what DIR/deployment.json holds
+
+Layout (every path in the manifest is absolute):
+
+    DIR/deployment.json                  the manifest (a stable interface; see below)
+    DIR/krb5.conf                        MIT client config: kdc = 127.0.0.1:PORT, TCP only,
+                                         pkinit_anchors = the operator CA, no DNS
+    DIR/kdcd.toml                        kdcd's config (paths relative to DIR)
+    DIR/kdcd.db, DIR/kdcd.db.mkey        the KDC database and its master-key stash (0600)
+    DIR/pki/manufacturer-ca/ca.pem|ca.key
+    DIR/pki/operator-ca/ca.pem|ca.key
+    DIR/kdc/cert.pem|key.pem|issuer.pem  the KDC certificate (operator CA)
+    DIR/scs/scN/sc.keytab                keytab of sc/scN.<realm lowercase>@REALM
+    DIR/ctas/ctaN/                       one CTA identity:
+        cert.pem                         the certificate it uses for PKINIT now (operator-issued
+                                         when provisioned, else the manufacturer's)
+        key.pem                          its one RSA key for life (0600)
+        issuer.pem                       the CA certificate that signed cert.pem
+        device.pem                       the manufacturer (factory) certificate
+
+Manifest: {"realm", "krb5_conf", "kdc": {"config", "tcp", "udp", "cert", "key", "anchor"},
+"scs": [{"name", "principal", "keytab"}], "ctas": [{"name", "principal", "provisioned",
+"identity_dir", "cert", "key", "issuer_anchor"}]}; "tcp"/"udp" are "127.0.0.1:PORT"; provisioned
+CTAs come first (cta1, cta2), then the factory-fresh one (cta3).
+
+The provisioned CTAs each have an operator certificate with one phone number (+1555123000N)
+whose customer record is active, and a registered principal cta/<mac>@REALM (pre-authentication
+required, PKINIT allowed, random keys nobody knows). The factory-fresh CTA is in no database:
+the KDC accepts it on its manufacturer certificate (policy allow_unregistered_ctas) and gives it
+a restricted ticket.
+
+The port is chosen free by binding port 0 (TCP, then the same number for UDP) and releasing it;
+another process could take it before kdcd starts, which is fine for a throw-away deployment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import shutil
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.keytab import Keytab, KeytabEntry
+
+__all__ = ["CtaIdentity", "Deployment", "DeploymentError", "ScIdentity", "create_deployment", "free_port"]
+
+MANIFEST = "deployment.json"
+# Everything create_deployment writes at the top of DIR (what --force replaces).
+_OWNED = ("deployment.json", "krb5.conf", "kdcd.toml", "kdcd.db", "kdcd.db.mkey", "kdcd.db-wal", "kdcd.db-shm",
+          "pki", "kdc", "scs", "ctas")
+PHONE_NUMBERS = ("+15551230001", "+15551230002")
+CSR_NUMBERS = ("611",)
+EMERGENCY_NUMBERS = ("911",)
+
+
+class DeploymentError(Exception):
+    """An operator mistake (non-empty directory, bad realm, no free port)."""
+
+
+@dataclass(frozen=True)
+class ScIdentity:
+    name: str
+    principal: str
+    keytab: Path
+
+
+@dataclass(frozen=True)
+class CtaIdentity:
+    name: str
+    principal: str
+    provisioned: bool
+    identity_dir: Path
+    cert: Path
+    key: Path
+    issuer_anchor: Path
+    mac: str
+    phone_number: str | None = None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    directory: Path
+    realm: str
+    krb5_conf: Path
+    kdc_config: Path
+    host: str
+    port: int
+    kdc_cert: Path
+    kdc_key: Path
+    kdc_anchor: Path
+    manufacturer_anchor: Path
+    database: Path
+    master_key: Path
+    scs: list[ScIdentity] = field(default_factory=list)
+    ctas: list[CtaIdentity] = field(default_factory=list)
+
+    @property
+    def kdc_address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def manifest(self) -> dict:
+        return {
+            "realm": self.realm,
+            "krb5_conf": str(self.krb5_conf),
+            "kdc": {
+                "config": str(self.kdc_config),
+                "tcp": self.kdc_address,
+                "udp": self.kdc_address,
+                "cert": str(self.kdc_cert),
+                "key": str(self.kdc_key),
+                "anchor": str(self.kdc_anchor),
+            },
+            "scs": [{"name": s.name, "principal": s.principal, "keytab": str(s.keytab)} for s in self.scs],
+            "ctas": [
+                {
+                    "name": c.name,
+                    "principal": c.principal,
+                    "provisioned": c.provisioned,
+                    "identity_dir": str(c.identity_dir),
+                    "cert": str(c.cert),
+                    "key": str(c.key),
+                    "issuer_anchor": str(c.issuer_anchor),
+                }
+                for c in sorted(self.ctas, key=lambda c: not c.provisioned)
+            ],
+        }
+
+
+def free_port(host: str = "127.0.0.1", attempts: int = 50) -> int:
+    """A port free for both TCP and UDP on `host` right now (bound with port 0, then released)."""
+    for _ in range(attempts):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((host, 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((host, port))
+                except OSError:
+                    continue
+                return int(port)
+    raise DeploymentError(f"no port free for both TCP and UDP on {host}")
+
+
+def _check_realm(realm: str) -> str:
+    if not realm or not realm.isprintable() or any(c in realm for c in "/@\\ \"'[]{}=#"):
+        raise DeploymentError(f"invalid realm {realm!r}")
+    if realm != realm.upper():
+        raise DeploymentError(f"realm names are upper case by convention; use {realm.upper()!r}")
+    return realm
+
+
+def _prepare(directory: Path, force: bool) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise DeploymentError(f"{directory} exists and is not a directory")
+    if directory.is_dir() and any(directory.iterdir()):
+        if not force:
+            raise DeploymentError(f"{directory} is not empty; pass --force to replace a deployment there")
+        for name in _OWNED:
+            path = directory / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string for these values
+
+
+def _toml_list(values) -> str:
+    return "[" + ", ".join(_toml_str(str(v)) for v in values) + "]"
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    from common.fileio import atomic_write
+
+    atomic_write(path, text.encode(), mode)
+
+
+def _random_mac() -> bytes:
+    # Locally administered, unicast: never a real vendor's address.
+    return bytes([0x02]) + secrets.token_bytes(5)
+
+
+def create_deployment(
+    directory: str | os.PathLike[str],
+    *,
+    realm: str = "EXAMPLE.TEST",
+    force: bool = False,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    now: dt.datetime | None = None,
+    key_bits: int = 2048,
+) -> Deployment:
+    """Write a complete deployment into `directory` (see the module docstring) and return it."""
+    from common import pki
+    from common.pki import Role
+    from kdcd.db import PrincipalAttributes, SQLiteDatabase, generate_master_key, save_master_key
+
+    realm = _check_realm(realm)
+    root = Path(directory).absolute()
+    _prepare(root, force)
+    now = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0)
+    port = free_port(host) if port is None else port
+    lower = realm.lower()
+
+    # --- PKI -------------------------------------------------------------------------------
+    manufacturer = pki.create_ca(Role.MANUFACTURER, f"{realm} test manufacturer CA", bits=key_bits, now=now)
+    operator = pki.create_ca(Role.OPERATOR, f"{realm} operator CA", bits=key_bits, now=now)
+    manufacturer_dir, operator_dir = root / "pki" / "manufacturer-ca", root / "pki" / "operator-ca"
+    pki.save_ca(manufacturer, manufacturer_dir)
+    pki.save_ca(operator, operator_dir)
+    manufacturer_anchor = manufacturer_dir / pki.CA_CERT_FILE
+    operator_anchor = operator_dir / pki.CA_CERT_FILE
+
+    kdc_dir = root / "kdc"
+    kdc_dir.mkdir(mode=0o700)
+    kdc_key = pki.generate_key("rsa", key_bits)
+    kdc_cert = pki.issue_kdc_certificate(operator, kdc_key.public_key(), realm, hostname=f"kdc.{lower}", now=now)
+    pki.save_private_key(kdc_dir / pki.KEY_FILE, kdc_key)
+    pki.save_certificates(kdc_dir / pki.CERT_FILE, kdc_cert)
+    pki.save_certificates(kdc_dir / pki.ISSUER_FILE, operator.certificate)
+
+    # --- database --------------------------------------------------------------------------
+    database = root / "kdcd.db"
+    master_key_path = root / "kdcd.db.mkey"
+    master = generate_master_key()
+    save_master_key(master_key_path, master, realm)
+    db = SQLiteDatabase.create(database, realm, master_key=master, now=now)
+    deployment = Deployment(
+        directory=root,
+        realm=realm,
+        krb5_conf=root / "krb5.conf",
+        kdc_config=root / "kdcd.toml",
+        host=host,
+        port=port,
+        kdc_cert=kdc_dir / pki.CERT_FILE,
+        kdc_key=kdc_dir / pki.KEY_FILE,
+        kdc_anchor=operator_anchor,
+        manufacturer_anchor=manufacturer_anchor,
+        database=database,
+        master_key=master_key_path,
+    )
+    with db:
+        for index in (1, 2):
+            name = f"sc{index}"
+            principal = pki.service_principal("sc", f"{name}.{lower}", realm)
+            entry = db.add_principal(principal, now=now, attributes=PrincipalAttributes(is_service=True))
+            sc_dir = root / "scs" / name
+            sc_dir.mkdir(mode=0o700, parents=True)
+            keytab_path = sc_dir / "sc.keytab"
+            stamp = int(now.timestamp()) & 0xFFFFFFFF
+            Keytab([KeytabEntry(entry.principal, k.kvno, k.key, stamp) for k in entry.current_keys]).save(keytab_path)
+            deployment.scs.append(ScIdentity(name, str(principal), keytab_path))
+
+        for index, provisioned in ((1, True), (2, True), (3, False)):
+            name = f"cta{index}"
+            mac = _random_mac()
+            cta_dir = root / "ctas" / name
+            cta_dir.mkdir(mode=0o700, parents=True)
+            key = pki.generate_key("rsa", key_bits)
+            device_cert = pki.issue_device_certificate(manufacturer, key.public_key(), mac, realm, now=now)
+            pki.save_private_key(cta_dir / pki.KEY_FILE, key)
+            pki.save_certificates(cta_dir / "device.pem", device_cert)
+            principal = pki.cta_principal(mac, realm)
+            number = None
+            if provisioned:
+                number = PHONE_NUMBERS[index - 1]
+                cert = pki.issue_operator_certificate(operator, device_cert, realm, phone_numbers=[number], now=now)
+                issuer, anchor = operator.certificate, operator_anchor
+                db.add_customer(now=now, phone_ids=[pki.phone_id(number)], label=f"test customer {index}")
+                db.add_principal(
+                    principal, now=now, attributes=PrincipalAttributes(requires_preauth=True, allow_pkinit=True)
+                )
+            else:
+                cert, issuer, anchor = device_cert, manufacturer.certificate, manufacturer_anchor
+            pki.save_certificates(cta_dir / pki.CERT_FILE, cert)
+            pki.save_certificates(cta_dir / pki.ISSUER_FILE, issuer)
+            deployment.ctas.append(
+                CtaIdentity(
+                    name=name,
+                    principal=str(principal),
+                    provisioned=provisioned,
+                    identity_dir=cta_dir,
+                    cert=cta_dir / pki.CERT_FILE,
+                    key=cta_dir / pki.KEY_FILE,
+                    issuer_anchor=anchor,
+                    mac=pki.format_mac(mac),
+                    phone_number=number,
+                )
+            )
+
+    _write(deployment.kdc_config, _kdcd_toml(deployment))
+    _write(deployment.krb5_conf, _krb5_conf(deployment))
+    _write(root / MANIFEST, json.dumps(deployment.manifest(), indent=2) + "\n")
+    return deployment
+
+
+def _rel(deployment: Deployment, path: Path) -> str:
+    return str(path.relative_to(deployment.directory))
+
+
+def _kdcd_toml(d: Deployment) -> str:
+    return f"""\
+# kdcd configuration written by `kerbtel init` for a throw-away loopback deployment.
+# Relative paths are relative to this file's directory.
+
+workers = 1
+
+[listen]
+tcp = [{_toml_str(d.kdc_address)}]
+udp = [{_toml_str(d.kdc_address)}]
+
+[database]
+path = {_toml_str(_rel(d, d.database))}
+master_key = {_toml_str(_rel(d, d.master_key))}
+
+[logging]
+level = "info"
+format = "auto"
+
+[kdc]
+realm = {_toml_str(d.realm)}
+kdc_certificate = {_toml_str(_rel(d, d.kdc_cert))}
+kdc_private_key = {_toml_str(_rel(d, d.kdc_key))}
+manufacturer_anchors = {_toml_list([_rel(d, d.manufacturer_anchor)])}
+operator_anchors = {_toml_list([_rel(d, d.kdc_anchor)])}
+csr_numbers = {_toml_list(CSR_NUMBERS)}
+emergency_numbers = {_toml_list(EMERGENCY_NUMBERS)}
+"""
+
+
+def _krb5_conf(d: Deployment) -> str:
+    lower = d.realm.lower()
+    return f"""\
+# MIT krb5 client configuration for the kerbtel test realm {d.realm} (written by `kerbtel init`).
+# Use with KRB5_CONFIG={d.krb5_conf}
+[libdefaults]
+    default_realm = {d.realm}
+    dns_lookup_kdc = false
+    dns_lookup_realm = false
+    dns_canonicalize_hostname = false
+    rdns = false
+    udp_preference_limit = 1
+    pkinit_anchors = FILE:{d.kdc_anchor}
+
+[realms]
+    {d.realm} = {{
+        kdc = {d.kdc_address}
+        pkinit_anchors = FILE:{d.kdc_anchor}
+    }}
+
+[domain_realm]
+    .{lower} = {d.realm}
+    {lower} = {d.realm}
+"""
+
+
+def load_manifest(directory: str | os.PathLike[str]) -> dict:
+    """DIR/deployment.json as a dict."""
+    return json.loads((Path(directory) / MANIFEST).read_text())
