@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Callable
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -466,8 +467,12 @@ def envelope(
     *,
     cipher: str = "des-ede3-cbc",
     content_type: str = "1.2.840.113549.1.7.2",
+    rng: Callable[[int], bytes] = os.urandom,
 ) -> cms.ContentInfo:
     """ContentInfo(EnvelopedData v0) sealing `content` to the RSA key in `recipient_cert`.
+
+    `rng` supplies the content-encryption key and IV (injectable like the engines' randomness;
+    the PKCS#1 v1.5 padding randomness stays inside `cryptography`).
 
     One KeyTransRecipientInfo v0 (issuerAndSerialNumber, rsaEncryption PKCS#1 v1.5); the content
     is encrypted with a fresh random key in CBC mode (PKCS#7 padding). `content_type` labels the
@@ -481,9 +486,9 @@ def envelope(
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise UnsupportedAlgorithm("key transport needs an RSA recipient key")
 
-    key = os.urandom(key_len)
+    key = rng(key_len)
     block = cipher_cls.block_size // 8
-    iv = os.urandom(block)
+    iv = rng(block)
     pad = block - len(content) % block
     encryptor = Cipher(cipher_cls(key), modes.CBC(iv)).encryptor()
     encrypted = encryptor.update(content + bytes([pad]) * pad) + encryptor.finalize()

@@ -21,7 +21,7 @@ from common.asn1.krb5 import (
 )
 from common.crypto import CryptoError, KeyUsage, decrypt, encrypt, generate_key
 from common.principal import Principal
-from kdcd.authdata import restriction_authorization_data
+from common.asn1.kerbtel import restriction_authorization_data
 from kdcd.db import KeyEntry, PrincipalEntry
 from kdcd.errors import ErrorContext, KrbError
 from kdcd.tickets import AS_ALLOWED_OPTIONS, build_enc_rep_part, build_ticket, check_options, choose_enctype, compute_times

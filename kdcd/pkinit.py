@@ -478,7 +478,7 @@ class PkinitServer:
                     cipher = _CMS_CIPHER_BY_OID[oid]
                     break
         try:
-            enveloped = cms.envelope(signed.dump(), client.verified.certificate, cipher=cipher)
+            enveloped = cms.envelope(signed.dump(), client.verified.certificate, cipher=cipher, rng=self.rng)
         except cms.CmsError as exc:
             raise KrbError(ErrorCode.KDC_ERR_PUBLIC_KEY_ENCRYPTION_NOT_SUPPORTED, str(exc)) from None
         pa_value = PA_PK_AS_REP(name="encKeyPack", value=ContentInfoOctets(enveloped)).dump()

@@ -1,5 +1,8 @@
 """kerbtel's authorization-data element for unprovisioned CTAs (docs/protocol.md, "Restricted tickets").
 
+The KDC puts it into tickets (kdcd/as_exchange.py); signaling controllers read it to refuse calls
+to any other number, so it lives in the shared codec.
+
 A CTA that authenticates with its manufacturer (factory) certificate gets a ticket that names the
 only numbers it may call: the customer-service (CSR) numbers and the emergency numbers of the
 KDC policy. The element travels in the ticket's authorization-data inside AD-IF-RELEVANT:
