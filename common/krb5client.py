@@ -355,7 +355,7 @@ class AsExchange:
             certificates=cfg.identity.intermediates,
         )
         pk_req = PA_PK_AS_REQ({"signedAuthPack": ContentInfoOctets(C.content_info(signed))})
-        return pk_req.dump(force=True), key_pair
+        return pk_req.dump(), key_pair  # fresh values: force would re-encode the embedded certificates
 
     # -- replies ---------------------------------------------------------------------------
 

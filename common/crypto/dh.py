@@ -116,12 +116,39 @@ class DhGroup:
         public = dh.DHPublicNumbers(pow(self.g, x, self.p), numbers)
         return DhKeyPair(self, dh.DHPrivateNumbers(x, public).private_key())
 
+    @cached_property
+    def _parameter_numbers(self) -> dh.DHParameterNumbers:
+        return dh.DHParameterNumbers(self.p, self.g, self.q)
+
     def validate_public(self, y: int, check_subgroup: bool = True) -> None:
-        """Refuse y outside 1 < y < p-1 and, by default, y not in the order-q subgroup (y^q != 1)."""
+        """Refuse y outside 1 < y < p-1 and, by default, y not in the order-q subgroup (y^q != 1).
+
+        p = 2q + 1 is a safe prime, so the order-q subgroup is the quadratic residues and, by
+        Euler's criterion, y^q mod p is the Legendre symbol (y/p): the Jacobi symbol computes
+        the same answer in ~0.3 ms instead of a 2048-bit Python pow (~20 ms per request)."""
         if not 1 < y < self.p - 1:
             raise DhError(f"DH public value is out of range for {self.name} (need 1 < y < p-1)")
-        if check_subgroup and pow(y, self.q, self.p) != 1:
+        if check_subgroup and jacobi_symbol(y, self.p) != 1:
             raise DhError(f"DH public value is not in the prime-order subgroup of {self.name}")
+
+
+def jacobi_symbol(a: int, n: int) -> int:
+    """The Jacobi symbol (a/n) for odd n > 0: 1, -1, or 0 when gcd(a, n) > 1 (binary algorithm
+    with quadratic reciprocity). For a prime n it is the Legendre symbol a^((n-1)/2) mod n."""
+    if n <= 0 or not n & 1:
+        raise ValueError("the Jacobi symbol needs an odd positive modulus")
+    a %= n
+    result = 1
+    while a:
+        zeros = (a & -a).bit_length() - 1
+        if zeros:
+            a >>= zeros
+            if zeros & 1 and n & 7 in (3, 5):  # (2/n) = -1 for n = 3, 5 mod 8
+                result = -result
+        if a & n & 3 == 3:  # reciprocity: both 3 mod 4
+            result = -result
+        a, n = n % a, a
+    return result if n == 1 else 0
 
 
 MODP_2048 = DhGroup(14, "MODP-2048", _MODP_2048, 2)
@@ -179,7 +206,7 @@ def dh_shared_secret(key_pair: DhKeyPair, peer_y: int, check_subgroup: bool = Tr
     """Z = peer_y^x mod p as exactly len(p) octets, leading zeros kept (RFC 4556 3.2.3.1)."""
     grp = key_pair.group
     grp.validate_public(peer_y, check_subgroup)
-    peer = dh.DHPublicNumbers(peer_y, dh.DHParameterNumbers(grp.p, grp.g, grp.q)).public_key()
+    peer = dh.DHPublicNumbers(peer_y, grp._parameter_numbers).public_key()
     z = key_pair.private_key.exchange(peer)
     # cryptography pads to len(p) already; keep the guarantee even if that ever changes.
     return z.rjust(grp.byte_length, b"\x00")

@@ -105,6 +105,9 @@ def _check_id(customer_id: int) -> int:
     return customer_id
 
 
+UNWRAPPED_CACHE_SIZE = 4096  # unwrapped keys kept per database handle (cleared when full)
+
+
 class SQLiteDatabase:
     """A handle on one kerbtel database file. Use `create()` or `open()`; close when done."""
 
@@ -113,6 +116,10 @@ class SQLiteDatabase:
         self.path = path
         self._realm = realm
         self._master = master_key
+        # Unwrapped keys by their whole stored record (name, kvno, enctype, master kvno, wrapped
+        # bytes): a changed row is a new entry, so nothing ever needs invalidating. Saves the
+        # master-key decrypts (~0.1 ms per principal) on every KDC request.
+        self._unwrapped: dict[tuple, Key] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -402,7 +409,13 @@ class SQLiteDatabase:
                     key_bytes = get_enctype(enctype).key_bytes
                 except UnsupportedEnctypeError:
                     raise InvalidValue(f"key {name} kvno {k_kvno} has unsupported enctype {enctype}") from None
-                key = master.unwrap(name, k_kvno, enctype, wrapped, key_bytes)
+                record = (name, k_kvno, enctype, mkvno, bytes(wrapped))
+                key = self._unwrapped.get(record)
+                if key is None:
+                    key = master.unwrap(name, k_kvno, enctype, wrapped, key_bytes)
+                    if len(self._unwrapped) >= UNWRAPPED_CACHE_SIZE:
+                        self._unwrapped.clear()
+                    self._unwrapped[record] = key
                 entries.append(
                     KeyEntry(k_kvno, key, None if salt is None else bytes(salt), from_seconds(k_created), from_seconds(expires))
                 )

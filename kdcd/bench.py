@@ -1,0 +1,621 @@
+"""`kerbtel bench kdc`: PKINIT AS exchanges per second against kdcd and, optionally, MIT krb5kdc.
+
+    report = run_kdc_bench(BenchOptions(modes=("dh", "rsa"), clients=4, requests=400, vs_mit=True))
+    print(format_report(report))
+
+What it does, per run:
+
+1. `create_deployment` in a temporary directory (PKI, database, kdcd.toml, CTA identities).
+2. Starts kdcd as a subprocess (`python -m kdcd -c DIR/kdcd.toml`, `workers = W`, JSON logs to a
+   file) and waits for its READY=1 on a private NOTIFY_SOCKET. With `vs_mit`, also an MIT
+   `krb5kdc -n [-w W]` (its own `kdb5_util` database, the same KDC certificate and key, the
+   same CA certificates as anchors, the same CTA and signaling-controller principals), logging
+   to a file as MIT does by default.
+3. For each mode and each KDC, the *same* load generator: N asyncio tasks in this process, each
+   running `common.krb5client.AsExchange` exchanges back to back, one TCP connection per
+   exchange (MIT closes the connection after each reply, so both KDCs see the same pattern).
+   Requests are optimistic (PKINIT in the first AS-REQ: one round trip). Every reply is checked
+   to be an AS-REP; the first exchange of every client and every `verify_every`-th exchange
+   after it is verified in full (KDC signature and certificate chain, DH/ECDH or RSA reply key,
+   the enc-part decrypts) -- the client side of an exchange costs about as much CPU as the KDC
+   side, and on a small machine the generator competes with the KDC for the same cores.
+4. Measures wall-clock exchanges/s, latency p50/p99, the KDC's CPU per exchange (utime+stime of
+   the KDC's whole process tree from /proc, before/after) and the generator's own CPU.
+5. The crypto ceiling per mode: what one core could do if an exchange cost only its public-key
+   operations on the KDC side (RSA-2048 sign of the reply, verify of the client's signature,
+   and the DH-2048 or ECDH P-256 key generation + shared secret, or the RSA key transport
+   encryption), timed in-process with `cryptography`.
+
+Nothing here asserts timings; tests run it with tiny numbers for the plumbing only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "BenchOptions",
+    "BenchReport",
+    "KdcProcess",
+    "ModeResult",
+    "crypto_ceiling",
+    "format_report",
+    "process_tree_cpu",
+    "run_kdc_bench",
+]
+
+MODES = ("dh", "ecdh", "rsa")
+MIT_MODES = ("dh", "rsa")  # MIT 1.20 has no ECDH (a P-256 request is refused or becomes MODP)
+MIT_PROGRAMS = ("krb5kdc", "kdb5_util", "kadmin.local")
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run (a KDC did not start, MIT is missing, ...)."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    modes: tuple[str, ...] = MODES
+    clients: int = 4
+    requests: int = 400  # exchanges per mode and KDC (ignored when `seconds` is set)
+    seconds: float | None = None  # run each mode for this long instead
+    workers: int = 1
+    vs_mit: bool = False
+    verify_every: int = 16  # full client-side verification of every n-th reply (1 = all)
+    warmup: int = 2  # exchanges per client before measuring (caches, page cache)
+    directory: Path | None = None  # keep the deployment here instead of a temporary directory
+
+
+@dataclass
+class ModeResult:
+    server: str  # "kerbtel" or "MIT"
+    mode: str
+    ok: int
+    errors: int
+    wall: float
+    kdc_cpu: float  # seconds, whole KDC process tree
+    gen_cpu: float  # seconds, this process
+    latencies: list[float] = field(default_factory=list, repr=False)
+    first_error: str | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.wall if self.wall > 0 else 0.0
+
+    @property
+    def kdc_ms(self) -> float:
+        return 1000 * self.kdc_cpu / self.ok if self.ok else float("nan")
+
+    @property
+    def gen_ms(self) -> float:
+        return 1000 * self.gen_cpu / self.ok if self.ok else float("nan")
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        data = sorted(self.latencies)
+        index = min(len(data) - 1, max(0, round(q * (len(data) - 1))))
+        return 1000 * data[index]
+
+
+@dataclass
+class Ceiling:
+    mode: str
+    parts: dict[str, float]  # operation -> seconds per operation
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.parts.values())
+
+    @property
+    def rate(self) -> float:
+        return 1.0 / self.seconds
+
+
+@dataclass
+class BenchReport:
+    options: BenchOptions
+    cpus: int
+    results: list[ModeResult]
+    ceilings: dict[str, Ceiling]
+    notes: list[str] = field(default_factory=list)
+
+    def result(self, server: str, mode: str) -> ModeResult | None:
+        for r in self.results:
+            if r.server == server and r.mode == mode:
+                return r
+        return None
+
+
+# --- CPU accounting ---------------------------------------------------------------------------
+
+
+def _read_stat(pid: int) -> tuple[int, int] | None:
+    """(ppid, utime+stime ticks) of a live process, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(b")") + 2 :].split()
+    return int(fields[1]), int(fields[11]) + int(fields[12])
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and all its live descendants."""
+    stats: dict[int, tuple[int, int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = _read_stat(int(name))
+            if st is not None:
+                stats[int(name)] = st
+    children: dict[int, list[int]] = {}
+    for child, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(child)
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        if p in stats:
+            total += stats[p][1]
+        todo.extend(children.get(p, ()))
+    return total / _CLK_TCK
+
+
+# --- the crypto ceiling -----------------------------------------------------------------------
+
+
+def _time_op(fn, min_time: float = 0.15) -> float:
+    fn()
+    n, start = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time and n >= 5:
+            return elapsed / n
+
+
+def crypto_ceiling(modes: Sequence[str] = MODES) -> dict[str, Ceiling]:
+    """Per mode: seconds of public-key work one KDC exchange needs at least, timed in-process."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    from common.crypto.dh import MODP_2048
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    client_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    message = os.urandom(100)
+    signature = client_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+    client_public = client_key.public_key()
+    sign = _time_op(lambda: key.sign(message, padding.PKCS1v15(), hashes.SHA256()))
+    verify = _time_op(lambda: client_public.verify(signature, message, padding.PKCS1v15(), hashes.SHA256()))
+    out: dict[str, Ceiling] = {}
+    for mode in modes:
+        parts = {"RSA-2048 sign": sign, "RSA-2048 verify": verify}
+        if mode == "dh":
+            peer = MODP_2048.generate_key_pair()
+            peer_y = peer.public_value
+            parts["DH-2048 keygen"] = _time_op(lambda: MODP_2048.generate_key_pair().public_value)
+            mine = MODP_2048.generate_key_pair()
+            parts["DH-2048 exchange"] = _time_op(lambda: mine.shared_secret(peer_y, check_subgroup=False))
+        elif mode == "ecdh":
+            peer_pub = ec.generate_private_key(ec.SECP256R1()).public_key()
+            parts["P-256 keygen"] = _time_op(lambda: ec.generate_private_key(ec.SECP256R1()).public_key())
+            mine_ec = ec.generate_private_key(ec.SECP256R1())
+            parts["P-256 ECDH"] = _time_op(lambda: mine_ec.exchange(ec.ECDH(), peer_pub))
+        elif mode == "rsa":
+            parts["RSA-2048 encrypt"] = _time_op(lambda: client_public.encrypt(os.urandom(24), padding.PKCS1v15()))
+        out[mode] = Ceiling(mode, parts)
+    return out
+
+
+# --- the KDCs ---------------------------------------------------------------------------------
+
+
+@dataclass
+class KdcProcess:
+    name: str
+    host: str
+    port: int
+    process: subprocess.Popen
+    log: Path
+
+    def cpu(self) -> float:
+        return process_tree_cpu(self.process.pid)
+
+    def stop(self) -> None:
+        proc = self.process
+        if proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def _log_tail(path: Path, lines: int = 8) -> str:
+    try:
+        return "\n  ".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _wait_port(kdc: KdcProcess, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if kdc.process.poll() is not None:
+            raise BenchError(f"{kdc.name} exited {kdc.process.returncode} at start:\n  {_log_tail(kdc.log)}")
+        try:
+            with socket.create_connection((kdc.host, kdc.port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                kdc.stop()
+                raise BenchError(f"{kdc.name} did not answer on {kdc.host}:{kdc.port} within {timeout} s") from None
+            time.sleep(0.02)
+
+
+def start_kdcd(deployment, workers: int, timeout: float = 60.0) -> KdcProcess:
+    """kdcd on the deployment's port with `workers = W`, after its READY=1 (sd_notify)."""
+    config = deployment.kdc_config
+    text = config.read_text()
+    lines = [f"workers = {workers}" if line.startswith("workers =") else line for line in text.splitlines()]
+    config.write_text("\n".join(lines) + "\n")
+    notify_path = deployment.directory / "bench-notify.sock"
+    with contextlib.suppress(FileNotFoundError):
+        notify_path.unlink()
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    log = deployment.directory / "kdcd.log"
+    env = dict(os.environ, NOTIFY_SOCKET=str(notify_path))
+    repo = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = repo + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kdcd", "-c", str(config), "--log-format", "json"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=deployment.directory,
+        )
+    kdc = KdcProcess("kdcd", deployment.host, deployment.port, proc, log)
+    try:
+        deadline = time.monotonic() + timeout
+        notify.settimeout(0.2)
+        while True:
+            try:
+                if b"READY=1" in notify.recv(4096).split(b"\n"):
+                    break
+            except TimeoutError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                kdc.stop()
+                raise BenchError(f"kdcd did not become ready (exit {proc.returncode}):\n  {_log_tail(log)}")
+    finally:
+        notify.close()
+        with contextlib.suppress(OSError):
+            notify_path.unlink()
+    _wait_port(kdc, timeout)
+    return kdc
+
+
+def mit_available() -> bool:
+    return all(shutil.which(p) for p in MIT_PROGRAMS)
+
+
+def _mit_env(directory: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KRB5")}
+    env["KRB5_CONFIG"] = str(directory / "krb5.conf")
+    env["KRB5_KDC_PROFILE"] = str(directory / "kdc.conf")
+    env["KRB5RCACHENAME"] = "none:"
+    return env
+
+
+def _mit_run(directory: Path, argv: list[str]) -> str:
+    proc = subprocess.run(argv, env=_mit_env(directory), capture_output=True, text=True, timeout=60, cwd=directory)
+    bad = [
+        line for line in proc.stderr.splitlines()
+        if line.strip() and not line.startswith(("Authenticating as principal", "No policy specified", "Loading random data",
+                                                  "Initializing database", "Enter KDC database master key", "master key name"))
+        and "Principal \"" not in line
+    ]
+    if proc.returncode != 0 or (argv[0] == "kadmin.local" and bad):
+        raise BenchError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc.stdout
+
+
+def start_mit(deployment, directory: Path, workers: int, timeout: float = 30.0) -> KdcProcess:
+    """MIT krb5kdc for the deployment's realm: same KDC certificate and key, same anchors, the
+    provisioned CTAs (+requires_preauth, no keys) and the signaling controllers (random keys)."""
+    from kdcd.deployment import free_port
+
+    if not mit_available():
+        raise BenchError(f"--vs-mit needs MIT krb5 ({', '.join(MIT_PROGRAMS)}); install krb5-kdc krb5-pkinit krb5-admin-server")
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port(deployment.host)
+    realm = deployment.realm
+    anchors = "\n".join(
+        f"        pkinit_anchors = FILE:{p}" for p in (deployment.kdc_anchor, deployment.manufacturer_anchor)
+    )
+    (directory / "kdc.conf").write_text(f"""\
+[realms]
+    {realm} = {{
+        database_module = bench_db
+        key_stash_file = {directory / 'stash'}
+        acl_file = {directory / 'kadm5.acl'}
+        kdc_listen = {deployment.host}:{port}
+        kdc_tcp_listen = {deployment.host}:{port}
+        master_key_type = aes256-cts-hmac-sha1-96
+        max_life = 10h 0m 0s
+        max_renewable_life = 7d 0h 0m 0s
+        pkinit_identity = FILE:{deployment.kdc_cert},{deployment.kdc_key}
+{anchors}
+        pkinit_dh_min_bits = 2048
+    }}
+[dbmodules]
+    bench_db = {{
+        db_library = db2
+        database_name = {directory / 'principal'}
+    }}
+[logging]
+    kdc = FILE:{directory / 'kdc.log'}
+""")
+    (directory / "krb5.conf").write_text(f"""\
+[libdefaults]
+    default_realm = {realm}
+    dns_lookup_kdc = false
+    dns_lookup_realm = false
+    rdns = false
+[realms]
+    {realm} = {{
+        kdc = {deployment.host}:{port}
+    }}
+""")
+    (directory / "kadm5.acl").write_text("")
+    _mit_run(directory, ["kdb5_util", "create", "-s", "-r", realm, "-P", "kerbtel-bench-master"])
+    for cta in deployment.ctas:
+        if cta.provisioned:
+            _mit_run(directory, ["kadmin.local", "-r", realm, "-q", f"addprinc +requires_preauth -nokey {cta.principal}"])
+    for sc in deployment.scs:
+        _mit_run(directory, ["kadmin.local", "-r", realm, "-q", f"addprinc -randkey {sc.principal}"])
+    argv = ["krb5kdc", "-n", "-r", realm]
+    if workers > 1:
+        argv += ["-w", str(workers)]
+    log = directory / "krb5kdc.out"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, env=_mit_env(directory), stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=directory)
+    kdc = KdcProcess("MIT krb5kdc", deployment.host, port, proc, directory / "kdc.log")
+    _wait_port(kdc, timeout)
+    return kdc
+
+
+# --- the load generator -------------------------------------------------------------------------
+
+
+def _client_config(deployment, mode: str, cta_index: int):
+    from common.krb5client import AsClientConfig, ClientIdentity
+    from common.pki import load_certificates, load_private_key
+    from common.principal import Principal
+
+    ctas = [c for c in deployment.ctas if c.provisioned]
+    cta = ctas[cta_index % len(ctas)]
+    identity = ClientIdentity(load_certificates(cta.cert)[0], load_private_key(cta.key))
+    return AsClientConfig(
+        identity=identity,
+        client=Principal.parse(cta.principal),
+        realm=deployment.realm,
+        anchors=tuple(load_certificates(deployment.kdc_anchor)),
+        service=Principal.parse(deployment.scs[0].principal),
+        mode=mode,
+    )
+
+
+_AS_REP_TAG = 0x6B
+
+
+async def _exchange(config, host: str, port: int, verify: bool) -> None:
+    """One AS exchange; raises on any failure. Unverified replies are only checked to be AS-REPs."""
+    from common.krb5client import AsExchange, AsResult, KrbClientError, send_to_kdc
+
+    exchange = AsExchange(config)
+    request = exchange.start(wallclock=dt.datetime.now(dt.timezone.utc))
+    for _ in range(4):
+        reply = await send_to_kdc(host, port, request, timeout=30)
+        if not verify and reply[:1] == bytes([_AS_REP_TAG]):
+            return
+        step = exchange.receive(reply, wallclock=dt.datetime.now(dt.timezone.utc))
+        if isinstance(step, AsResult):
+            return
+        request = step.request
+    raise KrbClientError(0, "no AS-REP after 4 requests")
+
+
+async def _drive(kdc: KdcProcess, configs: list, opts: BenchOptions, result: ModeResult) -> None:
+    total = opts.requests
+    deadline = None if opts.seconds is None else time.perf_counter() + opts.seconds
+    issued = 0
+
+    def next_ticket() -> int | None:
+        nonlocal issued
+        if deadline is not None:
+            if time.perf_counter() >= deadline:
+                return None
+        elif issued >= total:
+            return None
+        issued += 1
+        return issued
+
+    async def client(index: int) -> None:
+        config = configs[index]
+        count = 0
+        while (ticket := next_ticket()) is not None:
+            verify = count == 0 or ticket % max(1, opts.verify_every) == 0
+            count += 1
+            start = time.perf_counter()
+            try:
+                await _exchange(config, kdc.host, kdc.port, verify)
+            except Exception as exc:  # noqa: BLE001 - counted and reported, the run goes on
+                result.errors += 1
+                if result.first_error is None:
+                    result.first_error = f"{type(exc).__name__}: {exc}"
+                continue
+            result.latencies.append(time.perf_counter() - start)
+            result.ok += 1
+
+    await asyncio.gather(*(client(i) for i in range(len(configs))))
+
+
+async def _warmup(kdc: KdcProcess, configs: list, per_client: int) -> None:
+    async def one(config) -> None:
+        for _ in range(per_client):
+            await _exchange(config, kdc.host, kdc.port, True)
+
+    await asyncio.gather(*(one(c) for c in configs))
+
+
+def _run_mode(kdc: KdcProcess, server: str, mode: str, deployment, opts: BenchOptions) -> ModeResult:
+    configs = [_client_config(deployment, mode, i) for i in range(opts.clients)]
+    result = ModeResult(server=server, mode=mode, ok=0, errors=0, wall=0.0, kdc_cpu=0.0, gen_cpu=0.0)
+    runner = _event_loop_runner()
+    try:
+        if opts.warmup:
+            runner(_warmup(kdc, configs, opts.warmup))
+    except Exception as exc:  # noqa: BLE001 - one failed mode must not hide the others
+        result.errors += 1
+        result.first_error = f"warm-up: {type(exc).__name__}: {exc}"
+        return result
+    kdc_before, gen_before, wall_before = kdc.cpu(), time.process_time(), time.perf_counter()
+    runner(_drive(kdc, configs, opts, result))
+    result.wall = time.perf_counter() - wall_before
+    result.gen_cpu = time.process_time() - gen_before
+    result.kdc_cpu = kdc.cpu() - kdc_before
+    return result
+
+
+def _event_loop_runner():
+    """asyncio.run with uvloop when installed (the same loop for both KDCs)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return lambda coro: asyncio.run(coro, loop_factory=uvloop.new_event_loop) if sys.version_info >= (3, 12) else uvloop.run(coro)
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _workdir(directory: Path | None) -> Iterator[Path]:
+    if directory is not None:
+        directory = Path(directory).absolute()
+        directory.mkdir(parents=True, exist_ok=True)
+        yield directory
+        return
+    with tempfile.TemporaryDirectory(prefix="kerbtel-bench-") as tmp:
+        yield Path(tmp)
+
+
+def run_kdc_bench(opts: BenchOptions, progress=None) -> BenchReport:
+    """Run the whole benchmark; `progress(text)` is called with one line per step."""
+    from kdcd.deployment import create_deployment
+
+    say = progress or (lambda text: None)
+    for mode in opts.modes:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
+    if opts.clients < 1 or opts.workers < 1:
+        raise ValueError("clients and workers must be at least 1")
+    if opts.vs_mit and not mit_available():
+        raise BenchError(f"--vs-mit needs MIT krb5 ({', '.join(MIT_PROGRAMS)}) on PATH")
+    report = BenchReport(options=opts, cpus=os.cpu_count() or 1, results=[], ceilings={})
+    say("timing the crypto ceiling")
+    report.ceilings = crypto_ceiling(opts.modes)
+    with _workdir(opts.directory) as work:
+        say(f"creating a deployment in {work / 'deployment'}")
+        deployment = create_deployment(work / "deployment", force=True)
+        servers: list[tuple[str, callable]] = [("kerbtel", lambda: start_kdcd(deployment, opts.workers))]
+        if opts.vs_mit:
+            servers.append(("MIT", lambda: start_mit(deployment, work / "mit", opts.workers)))
+        for server, start in servers:
+            say(f"starting {server} ({opts.workers} worker{'s' if opts.workers > 1 else ''})")
+            kdc = start()
+            try:
+                for mode in opts.modes:
+                    if server == "MIT" and mode not in MIT_MODES:
+                        continue
+                    say(f"{server} {mode}: {opts.clients} clients")
+                    report.results.append(_run_mode(kdc, server, mode, deployment, opts))
+            finally:
+                kdc.stop()
+    if opts.vs_mit and "ecdh" in opts.modes:
+        report.notes.append("MIT krb5 1.20 has no ECDH: the ecdh row has no MIT peer.")
+    return report
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "-" if value != value else format(value, spec)  # NaN -> "-"
+
+
+def format_report(report: BenchReport) -> str:
+    opts = report.options
+    lines = []
+    amount = f"{opts.seconds:g} s" if opts.seconds is not None else f"{opts.requests} exchanges"
+    lines.append(
+        f"kerbtel bench kdc: {report.cpus} CPUs, workers={opts.workers}, clients={opts.clients}, {amount} per mode, "
+        f"TCP (one connection per exchange), PKINIT in the first AS-REQ"
+    )
+    lines.append(
+        f"load generator: asyncio in one process, common.krb5client; every reply checked to be an AS-REP, "
+        f"the first per client and every {opts.verify_every}th verified in full"
+    )
+    lines.append("")
+    lines.append("crypto ceiling (KDC-side public-key work per exchange, one core, in-process cryptography):")
+    for mode, ceiling in report.ceilings.items():
+        parts = " + ".join(f"{name} {1e3 * s:.3f}" for name, s in ceiling.parts.items())
+        lines.append(f"  {mode:<5} {1e3 * ceiling.seconds:6.3f} ms -> {ceiling.rate:7.0f}/s per core   ({parts} ms)")
+    lines.append("")
+    header = (f"{'mode':<5} {'KDC':<8} {'ok':>6} {'err':>4} {'exch/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'KDC CPU ms/exch':>15} {'gen CPU ms/exch':>15} {'% of ceiling':>12}")
+    lines.append(header)
+    lines.append("-" * len(header))
+    for r in report.results:
+        ceiling = report.ceilings.get(r.mode)
+        share = 100 * ceiling.seconds * 1000 / r.kdc_ms if ceiling and r.ok else float("nan")
+        lines.append(
+            f"{r.mode:<5} {r.server:<8} {r.ok:>6} {r.errors:>4} {_fmt(r.rate, '8.1f')} {_fmt(r.percentile(0.5), '7.1f')} "
+            f"{_fmt(r.percentile(0.99), '7.1f')} {_fmt(r.kdc_ms, '15.2f')} {_fmt(r.gen_ms, '15.2f')} {_fmt(share, '11.0f')}%"
+        )
+    if opts.vs_mit:
+        lines.append("")
+        lines.append("kerbtel / MIT:")
+        for mode in opts.modes:
+            ours, theirs = report.result("kerbtel", mode), report.result("MIT", mode)
+            if ours is None or theirs is None or not ours.ok or not theirs.ok:
+                continue
+            lines.append(
+                f"  {mode:<5} throughput x{ours.rate / theirs.rate:.2f}   KDC CPU per exchange x{ours.kdc_ms / theirs.kdc_ms:.2f} "
+                f"(MIT {theirs.kdc_ms:.2f} ms, kerbtel {ours.kdc_ms:.2f} ms; per-core capacity x{theirs.kdc_ms / ours.kdc_ms:.2f})"
+            )
+    errors = [r for r in report.results if r.first_error]
+    for r in errors:
+        lines.append(f"{r.server} {r.mode}: {r.errors} failed; first: {r.first_error}")
+    lines.extend(report.notes)
+    return "\n".join(lines)
