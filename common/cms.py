@@ -55,8 +55,11 @@ __all__ = [
     "CIPHERS",
     "content_info",
     "envelope",
+    "envelope_der",
     "open_envelope",
     "sign_signed_data",
+    "sign_signed_data_der",
+    "signer",
     "signed_attributes_der",
     "verify_signed_data",
 ]
@@ -235,6 +238,9 @@ class _SignerTemplate:
         self._oids: dict[str, bytes] = {}
 
     def sign(self, content: bytes, content_type: str) -> cms.SignedData:
+        return cms.SignedData.load(self.sign_der(content, content_type))
+
+    def sign_der(self, content: bytes, content_type: str) -> bytes:
         oid = self._oids.get(content_type)
         if oid is None:
             oid = self._oids[content_type] = core.ObjectIdentifier(content_type).dump()
@@ -251,8 +257,7 @@ class _SignerTemplate:
         signer_info = _der(0x30, self.signer_head + _der(0xA0, body) + self.signature_algorithm + _der(0x04, signature))
         version = b"\x02\x01\x01" if content_type == "1.2.840.113549.1.7.1" else b"\x02\x01\x03"
         encap = _der(0x30, oid + _der(0xA0, _der(0x04, content)))
-        der = _der(0x30, version + self.digest_algorithms + encap + self.certificates + _der(0x31, signer_info))
-        return cms.SignedData.load(der)
+        return _der(0x30, version + self.digest_algorithms + encap + self.certificates + _der(0x31, signer_info))
 
 
 @functools.lru_cache(maxsize=64)
@@ -284,6 +289,40 @@ def sign_signed_data(
         return template.sign(content, content_type)
     return _build_signed_data(content, content_type, signer_cert, signer_key, digest=digest, certificates=certificates,
                               rsa_padding=rsa_padding, include_signer_certificate=include_signer_certificate)
+
+
+def signer(signer_cert, signer_key, *, digest: str = "sha256", certificates: Sequence = (),
+           include_signer_certificate: bool = True):
+    """A reusable signer for one certificate and key: `.sign_der(content, content_type)` gives
+    the same bytes as `sign_signed_data_der` (RSA PKCS#1 v1.5 or ECDSA keys only). A KDC builds
+    it once, at start-up."""
+    if not (isinstance(signer_key, ec.EllipticCurvePrivateKey) and digest in _ECDSA_SIGNATURE_NAMES) and not (
+        isinstance(signer_key, rsa.RSAPrivateKey) and digest in _RSA_SIGNATURE_NAMES
+    ):
+        raise UnsupportedAlgorithm(f"no signer template for a {type(signer_key).__name__} with {digest}")
+    extra = tuple(_to_crypto_cert(c) for c in certificates)
+    return _signer_template(_to_crypto_cert(signer_cert), signer_key, digest, extra, include_signer_certificate)
+
+
+def sign_signed_data_der(
+    content: bytes,
+    content_type: str,
+    signer_cert,
+    signer_key,
+    *,
+    digest: str = "sha256",
+    certificates: Sequence = (),
+    include_signer_certificate: bool = True,
+) -> bytes:
+    """`sign_signed_data(...).dump()` without building an asn1crypto object (the KDC's replies)."""
+    if (isinstance(signer_key, ec.EllipticCurvePrivateKey) and digest in _ECDSA_SIGNATURE_NAMES) or (
+        isinstance(signer_key, rsa.RSAPrivateKey) and digest in _RSA_SIGNATURE_NAMES
+    ):
+        extra = tuple(_to_crypto_cert(c) for c in certificates)
+        template = _signer_template(_to_crypto_cert(signer_cert), signer_key, digest, extra, include_signer_certificate)
+        return template.sign_der(content, content_type)
+    return _build_signed_data(content, content_type, signer_cert, signer_key, digest=digest, certificates=certificates,
+                              include_signer_certificate=include_signer_certificate).dump()
 
 
 def _build_signed_data(
@@ -386,6 +425,31 @@ class VerifiedSignedData:
         return [c for c in self.certificates if c != self.signer_certificate]
 
 
+@dataclass(frozen=True)
+class _ParsedCertificate:
+    certificate: x509.Certificate
+    issuer_der: bytes
+    public_key: object
+
+
+# Parsed embedded certificates by their DER bytes. A PKINIT client sends the same certificate
+# with every request; parsing it, its issuer Name and its public key costs more than verifying
+# the signature. Equal bytes parse to equal objects, so this cannot change any outcome.
+_PARSED_CERTIFICATES: dict[bytes, _ParsedCertificate] = {}
+PARSED_CERTIFICATE_CACHE_SIZE = 1024
+
+
+def _parsed_certificate(der_bytes: bytes) -> _ParsedCertificate:
+    entry = _PARSED_CERTIFICATES.get(der_bytes)
+    if entry is None:
+        cert = x509.load_der_x509_certificate(der_bytes)
+        entry = _ParsedCertificate(cert, cert.issuer.public_bytes(), cert.public_key())
+        if len(_PARSED_CERTIFICATES) >= PARSED_CERTIFICATE_CACHE_SIZE:
+            _PARSED_CERTIFICATES.clear()
+        _PARSED_CERTIFICATES[der_bytes] = entry
+    return entry
+
+
 def _embedded_certificates(signed_data: cms.SignedData) -> list[x509.Certificate]:
     found = []
     certs = signed_data["certificates"]
@@ -395,10 +459,21 @@ def _embedded_certificates(signed_data: cms.SignedData) -> list[x509.Certificate
         if choice.name != "certificate":
             continue  # attribute certificates and "other" formats cannot sign
         try:
-            found.append(x509.load_der_x509_certificate(choice.chosen.dump()))
+            found.append(_parsed_certificate(choice.chosen.dump()).certificate)
         except ValueError as exc:
             raise MalformedCms(f"embedded certificate does not parse: {exc}") from exc
     return found
+
+
+def _public_key(cert: x509.Certificate):
+    """The certificate's public key, from the parse cache when the certificate came from it."""
+    entry = _PARSED_CERTIFICATES.get(cert.public_bytes(Encoding.DER))
+    return entry.public_key if entry is not None and entry.certificate is cert else cert.public_key()
+
+
+def _issuer_der(cert: x509.Certificate) -> bytes:
+    entry = _PARSED_CERTIFICATES.get(cert.public_bytes(Encoding.DER))
+    return entry.issuer_der if entry is not None and entry.certificate is cert else cert.issuer.public_bytes()
 
 
 def _subject_key_identifier(cert: x509.Certificate) -> bytes | None:
@@ -412,11 +487,12 @@ def _find_signer(sid: cms.SignerIdentifier, candidates: Iterable[x509.Certificat
     if sid.name == "issuer_and_serial_number":
         wanted_issuer = sid.chosen["issuer"]
         wanted_serial = sid.chosen["serial_number"].native
+        wanted_der = wanted_issuer.dump()
         for cert in candidates:
             if cert.serial_number != wanted_serial:
                 continue
-            issuer = asn1_x509.Name.load(cert.issuer.public_bytes())
-            if issuer.dump() == wanted_issuer.dump() or issuer == wanted_issuer:
+            issuer_der = _issuer_der(cert)
+            if issuer_der == wanted_der or asn1_x509.Name.load(issuer_der) == wanted_issuer:
                 return cert
         raise SignerNotFound(f"no certificate with serial {wanted_serial:#x} from {wanted_issuer.human_friendly}")
     if sid.name == "subject_key_identifier":
@@ -533,7 +609,7 @@ def _verify(signed_data, expected_content_type, extra_certificates, accepted_dig
         raise InvalidSignature("messageDigest does not match the content")
 
     _verify_signature(
-        signer_cert.public_key(),
+        _public_key(signer_cert),
         signer_info["signature_algorithm"],
         signer_info["signature"].native,
         signed_attributes_der(signed_attrs),
@@ -568,11 +644,36 @@ def envelope(
     is encrypted with a fresh random key in CBC mode (PKCS#7 padding). `content_type` labels the
     encrypted content: id-signedData by default, as MIT labels the SignedData in encKeyPack.
     """
+    return _enveloped_asn1(_seal(content, recipient_cert, cipher, rng), content_type)
+
+
+def envelope_der(
+    content: bytes,
+    recipient_cert,
+    *,
+    cipher: str = "des-ede3-cbc",
+    content_type: str = "1.2.840.113549.1.7.2",
+    rng: Callable[[int], bytes] = os.urandom,
+) -> bytes:
+    """`envelope(...).dump()` written directly as DER (the KDC's RSA-mode replies)."""
+    return _enveloped_der(_seal(content, recipient_cert, cipher, rng), content_type)
+
+
+@dataclass(frozen=True)
+class _Sealed:
+    cert: x509.Certificate
+    encrypted_key: bytes
+    cipher_name: str  # asn1crypto EncryptionAlgorithmId name
+    iv: bytes
+    encrypted: bytes = field(repr=False)
+
+
+def _seal(content: bytes, recipient_cert, cipher: str, rng: Callable[[int], bytes]) -> _Sealed:
     if cipher not in CIPHERS:
         raise ValueError(f"cipher must be one of {sorted(CIPHERS)}")
     asn1_name, key_len, cipher_cls = CIPHERS[cipher]
     cert = _to_crypto_cert(recipient_cert)
-    public_key = cert.public_key()
+    public_key = _public_key(cert)
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise UnsupportedAlgorithm("key transport needs an RSA recipient key")
 
@@ -583,13 +684,17 @@ def envelope(
     encryptor = Cipher(cipher_cls(key), modes.CBC(iv)).encryptor()
     encrypted = encryptor.update(content + bytes([pad]) * pad) + encryptor.finalize()
     encrypted_key = public_key.encrypt(key, padding.PKCS1v15())
+    return _Sealed(cert, encrypted_key, asn1_name, iv, encrypted)
 
+
+def _enveloped_asn1(sealed: _Sealed, content_type: str) -> cms.ContentInfo:
+    """The reference encoding, built with asn1crypto objects."""
     recipient = cms.KeyTransRecipientInfo(
         {
             "version": "v0",
-            "rid": cms.RecipientIdentifier({"issuer_and_serial_number": _issuer_and_serial(cert)}),
+            "rid": cms.RecipientIdentifier({"issuer_and_serial_number": _issuer_and_serial(sealed.cert)}),
             "key_encryption_algorithm": {"algorithm": "rsaes_pkcs1v15", "parameters": core.Null()},
-            "encrypted_key": encrypted_key,
+            "encrypted_key": sealed.encrypted_key,
         }
     )
     enveloped = cms.EnvelopedData(
@@ -598,12 +703,31 @@ def envelope(
             "recipient_infos": [cms.RecipientInfo({"ktri": recipient})],
             "encrypted_content_info": {
                 "content_type": content_type,
-                "content_encryption_algorithm": {"algorithm": asn1_name, "parameters": core.OctetString(iv)},
-                "encrypted_content": encrypted,
+                "content_encryption_algorithm": {"algorithm": sealed.cipher_name, "parameters": core.OctetString(sealed.iv)},
+                "encrypted_content": sealed.encrypted,
             },
         }
     )
     return content_info(enveloped)
+
+
+def _enveloped_der(sealed: _Sealed, content_type: str) -> bytes:
+    """The same bytes as `_enveloped_asn1(...).dump()` (tests/test_asn1_der_cms.py)."""
+    from common.asn1 import der  # common.asn1 does not import this module: no cycle
+
+    cert = sealed.cert
+    rid = der.seq(_issuer_der(cert), der.integer(cert.serial_number))
+    kea = der.seq(der.oid(_OID_RSA_ENCRYPTION), der.null())
+    ktri = der.seq(der.integer(0), rid, kea, der.octet_string(sealed.encrypted_key))
+    cea = der.seq(der.oid(_CIPHER_OIDS[sealed.cipher_name]), der.octet_string(sealed.iv))
+    eci = der.seq(der.oid(content_type), cea, der.context_primitive(0, sealed.encrypted))
+    enveloped = der.seq(der.integer(0), der.tlv(0x31, ktri), eci)
+    return der.seq(der.oid(_OID_ENVELOPED_DATA), der.explicit(0, enveloped))
+
+
+_OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
+_CIPHER_OIDS = {name: oid for oid, name in algos.EncryptionAlgorithmId._map.items() if name in _CIPHERS_BY_OID_NAME}
+_OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
 
 
 def open_envelope(content_info_or_enveloped, recipient_key, recipient_cert=None) -> bytes:

@@ -8,23 +8,25 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from common.asn1 import Asn1DecodeError, ErrorCode, KDCOptions, PaDataType, TicketFlags, decode_as
-from common.asn1.krb5 import (
-    AS_REP,
-    ETYPE_INFO2,
-    METHOD_DATA,
-    PA_ENC_TIMESTAMP,
-    PA_ENC_TS_ENC,
-    AS_REQ,
-    EncASRepPart,
-    principal_to_asn1,
+from common.asn1 import (
+    ApplicationTag,
+    Asn1DecodeError,
+    ErrorCode,
+    KDCOptions,
+    MessageType,
+    PaDataType,
+    TicketFlags,
+    decode_as,
+    encode,
 )
+from common.asn1.krb5 import ETYPE_INFO2, METHOD_DATA, PA_ENC_TIMESTAMP, PA_ENC_TS_ENC, AS_REQ
 from common.crypto import CryptoError, KeyUsage, decrypt, encrypt, generate_key
 from common.principal import Principal
 from common.asn1.kerbtel import restriction_authorization_data
 from kdcd.db import KeyEntry, PrincipalEntry
 from kdcd.errors import ErrorContext, KrbError
-from kdcd.tickets import AS_ALLOWED_OPTIONS, build_enc_rep_part, build_ticket, check_options, choose_enctype, compute_times
+from kdcd.tgs import customer_authorization_data
+from kdcd.tickets import AS_ALLOWED_OPTIONS, check_options, choose_enctype, compute_times, enc_rep_part_der, ticket_der
 
 if TYPE_CHECKING:
     from kdcd.engine import KdcEngine, RequestFields
@@ -201,9 +203,19 @@ def handle_as_req(
         flags |= TicketFlags.PROXIABLE
     authorization_data = None
     if pkinit_client is not None and pkinit_client.restricted:
-        authorization_data = restriction_authorization_data(policy.csr_numbers, policy.emergency_numbers, pkinit_client.verified.mac)
+        restriction = restriction_authorization_data(policy.csr_numbers, policy.emergency_numbers, pkinit_client.verified.mac)
+        if len(restriction):
+            authorization_data = restriction.dump()
+    elif pkinit_client is not None:
+        authorization_data = customer_authorization_data(engine.db, pkinit_client.verified.phone_ids)
+    caddr = None
+    addresses = req["req-body"]["addresses"]
+    if addresses.native:
+        caddr = encode.host_addresses((a["addr-type"], a["address"]) for a in addresses.native)
     server_key = engine.ticket_key(server, wallclock)
-    ticket = build_ticket(
+    # Ticket, EncASRepPart and AS-REP are written as DER directly (common.asn1.encode, checked
+    # byte for byte against the asn1crypto classes in tests/test_asn1_der.py).
+    ticket = ticket_der(
         sname=sname,
         server_key=server_key,
         session_key=session_key,
@@ -211,20 +223,19 @@ def handle_as_req(
         times=times,
         flags=flags,
         authorization_data=authorization_data,
-        caddr=req["req-body"]["addresses"] if req["req-body"]["addresses"].native else None,
+        caddr=caddr,
     )
 
     # The reply key and the padata that lets the client compute it.
-    reply_padata: list[dict] = []
-    enc_part: dict
+    reply_padata: list[tuple[int, bytes]] = []
+    kvno: int | None = None
     if pkinit_client is not None:
         reply_enctype = choose_enctype(etypes, policy)
         pk_reply = engine.pkinit.reply(
             pkinit_client, request=raw, enctype=reply_enctype, cname=cname, sname=sname, wallclock=wallclock, now=now
         )
-        reply_padata.append({"padata-type": PaDataType.PA_PK_AS_REP, "padata-value": pk_reply.pa_value})
+        reply_padata.append((PaDataType.PA_PK_AS_REP, pk_reply.pa_value))
         reply_key = pk_reply.reply_key
-        enc_part = {"etype": reply_key.enctype}
         method = f"pkinit-{pk_reply.mode}"
     else:
         assert reply_key_entry is not None
@@ -234,18 +245,14 @@ def handle_as_req(
         if salt is not None:
             info["salt"] = salt
         if preauthenticated:
-            reply_padata.append({"padata-type": PaDataType.PA_ETYPE_INFO2, "padata-value": ETYPE_INFO2([info]).dump()})
-        enc_part = {"etype": reply_key.enctype, "kvno": reply_key_entry.kvno}
+            reply_padata.append((PaDataType.PA_ETYPE_INFO2, ETYPE_INFO2([info]).dump()))
+        kvno = reply_key_entry.kvno
         method = "enc-timestamp" if preauthenticated else "none"
 
-    rep_part = build_enc_rep_part(
-        EncASRepPart, session_key=session_key, nonce=fields.nonce, times=times, flags=flags, sname=sname
+    rep_part = enc_rep_part_der(
+        ApplicationTag.ENC_AS_REP_PART, session_key=session_key, nonce=fields.nonce, times=times, flags=flags, sname=sname
     )
-    enc_part["cipher"] = encrypt(reply_key, KeyUsage.AS_REP_ENC_PART, rep_part.dump())
-    cname_asn1, crealm = principal_to_asn1(cname)
-    value: dict = {"crealm": crealm, "cname": cname_asn1, "ticket": ticket, "enc-part": enc_part}
-    if reply_padata:
-        value["padata"] = reply_padata
+    enc_part = encode.encrypted_data(reply_key.enctype, encrypt(reply_key, KeyUsage.AS_REP_ENC_PART, rep_part), kvno)
     engine.note_issued(
         "as",
         client=cname,
@@ -257,4 +264,11 @@ def handle_as_req(
         endtime=times.endtime,
         cert_cached=bool(pkinit_client and pkinit_client.from_cache),
     )
-    return AS_REP(value).dump()
+    return encode.kdc_rep(
+        ApplicationTag.AS_REP,
+        MessageType.AS_REP,
+        cname=cname,
+        ticket=ticket,
+        enc_part=enc_part,
+        padata=encode.method_data(reply_padata) if reply_padata else None,
+    )

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import structlog
+
 from common.asn1 import Asn1DecodeError, ErrorCode, MessageType, PaDataType, decode, principal_from_asn1
 from common.asn1.fast import KrbFastResponse
 from common.asn1.krb5 import AS_REQ, KDC_REQ_BODY, METHOD_DATA, TGS_REQ
@@ -75,6 +77,9 @@ class KdcEngine:
         self.rng = rng
         self.counters = counters or Counters()
         self.log = logger or get_logger("kdcd.engine")
+        # True: the engine logs each outcome itself. kdcd.server.RequestHandler sets it False and
+        # writes one line per request with what the engine bound into the logging context.
+        self.log_outcomes = True
         self.freshness = FreshnessTokens(self._krbtgt_key, policy.freshness_token_lifetime, rng)
         self.pkinit = (
             PkinitServer(policy, pkinit, db, self.freshness, rng=rng) if pkinit is not None and policy.pkinit_enabled else None
@@ -114,8 +119,12 @@ class KdcEngine:
 
     def _error_reply(self, error: KrbError, ctx: ErrorContext, wallclock: datetime, peer: str) -> bytes:
         self.counters.count(f"kdc_error_{error.name.lower()}")
-        log = getattr(self.log, error.log_level if error.log_level in ("debug", "info", "warning", "error") else "debug")
-        log("kdc_refused", peer=peer, principal=str(ctx.cname) if ctx.cname else None, code=error.code, error=error.name, text=error.text)
+        level = error.log_level if error.log_level in ("debug", "info", "warning", "error") else "debug"
+        principal = str(ctx.cname) if ctx.cname else None
+        if self.log_outcomes or level != "debug":
+            getattr(self.log, level)("kdc_refused", peer=peer, principal=principal, code=error.code, error=error.name, text=error.text)
+        else:  # the caller's one (debug) line per request carries them
+            structlog.contextvars.bind_contextvars(outcome="kdc_refused", principal=principal, code=error.code, error=error.name, text=error.text)
         try:
             fast: FastState | None = ctx.extra.get("fast")
             if fast is not None:
@@ -235,15 +244,21 @@ class KdcEngine:
         raise LookupError(f"no krbtgt key of kvno {want}")
 
     def note_issued(self, exchange: str, *, client, server, peer, method, enctype, restricted, endtime, cert_cached) -> None:
-        self.counters.count(f"kdc_{exchange}_issued")
-        self.log.info(
-            f"kdc_{exchange}_issued",
-            principal=str(client),
-            server=str(server),
-            peer=peer,
-            method=method,
-            enctype=enctype,
-            restricted=restricted,
-            endtime=endtime.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            cert_cached=cert_cached,
-        )
+        """Count and record an issued ticket: one `kdc_<exchange>_issued` info line, or, when the
+        caller logs the request itself (`log_outcomes = False`, kdcd.server.RequestHandler), the
+        same fields bound into the request's logging context for the caller's one line."""
+        event = f"kdc_{exchange}_issued"
+        self.counters.count(event)
+        fields = {
+            "principal": str(client),
+            "server": str(server),
+            "method": method,
+            "enctype": enctype,
+            "restricted": restricted,
+            "endtime": endtime.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "cert_cached": cert_cached,
+        }
+        if self.log_outcomes:
+            self.log.info(event, peer=peer, **fields)
+        else:
+            structlog.contextvars.bind_contextvars(outcome=event, **fields)

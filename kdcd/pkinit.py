@@ -26,21 +26,14 @@ from asn1crypto import keys
 from cryptography import x509
 
 from common import cms
-from common.asn1 import Asn1DecodeError, ErrorCode, PaDataType, decode_as, oids
-from common.asn1.krb5 import EncryptionKey
+from common.asn1 import Asn1DecodeError, ErrorCode, PaDataType, decode_as, encode, oids
 from common.asn1.pkinit import (
-    PA_PK_AS_REP,
     PA_PK_AS_REQ,
     TD_DH_PARAMETERS,
     AuthPack,
-    ContentInfoOctets,
     DomainParameters,
-    KDCDHKeyInfo,
-    ReplyKeyPack,
-    build_kdf_other_info,
     decode_dh_public_value,
     encode_dh_public_value,
-    signed_data_content_info,
     unwrap_auth_pack,
 )
 from common.crypto import Key, KeyUsage, generate_key, make_checksum, required_checksum_type
@@ -163,6 +156,10 @@ class PkinitServer:
         self._reusable: dict[object, _ReusableKey] = {}
         self._revoked = frozenset(bytes.fromhex(t) for t in policy.revoked_certificates)
         self._kdf_oids = [KDF_OID_BY_HASH[name] for name in policy.kdf_preference]
+        try:  # the KDC's signer template (pre-encoded certificates, sid, algorithms), built once
+            self._signer = cms.signer(credentials.certificate, credentials.private_key, certificates=credentials.chain)
+        except cms.UnsupportedAlgorithm:
+            self._signer = None
 
     # --- verification ----------------------------------------------------------------------
 
@@ -342,20 +339,13 @@ class PkinitServer:
                 e_data=self._td_dh_parameters(),
             )
 
-        key_info = {"subjectPublicKey": subject_public_key, "nonce": nonce}
-        if expiration is not None:
-            key_info["dhKeyExpiration"] = expiration
-        signed = self._sign(KDCDHKeyInfo(key_info).dump(), oids.ID_PKINIT_DHKEYDATA)
-        dh_rep: dict = {"dhSignedData": ContentInfoOctets(signed_data_content_info(signed))}
-        server_nonce = None
-        if client_nonce is not None:
-            server_nonce = self.rng(32)
-            dh_rep["serverDHNonce"] = server_nonce
+        # Written as DER directly (common.asn1.encode; byte-identical to the asn1crypto classes
+        # KDCDHKeyInfo, DHRepInfo, PA-PK-AS-REP and OtherInfo, see tests/test_asn1_der.py).
+        signed = self._sign(encode.kdc_dh_key_info(subject_public_key, nonce, expiration), oids.ID_PKINIT_DHKEYDATA)
+        server_nonce = self.rng(32) if client_nonce is not None else None
+        pa_value = encode.dh_rep_info_pa_value(encode.signed_data_content_info(signed), server_nonce, kdf_oid)
         if kdf_oid is not None:
-            dh_rep["kdf"] = {"kdf-id": kdf_oid}
-        pa_value = PA_PK_AS_REP(name="dhInfo", value=dh_rep).dump()
-        if kdf_oid is not None:
-            other_info = build_kdf_other_info(kdf_oid, cname, sname, enctype, request, pa_value)
+            other_info = encode.kdf_other_info(kdf_oid, cname, sname, enctype, request, pa_value)
             reply_key = rfc8636_kdf(KDF_HASH_BY_OID[kdf_oid], z, other_info, enctype)
         else:
             reply_key = octetstring2key(z, enctype, client_nonce or b"", server_nonce or b"")
@@ -452,9 +442,12 @@ class PkinitServer:
             return group_or_curve.generate_key_pair()
         return EcdhKeyPair.generate(group_or_curve)
 
-    def _sign(self, content: bytes, content_type: str):
+    def _sign(self, content: bytes, content_type: str) -> bytes:
+        """DER SignedData by the KDC over `content` (eContent of `content_type`)."""
+        if self._signer is not None:
+            return self._signer.sign_der(content, content_type)
         creds = self.credentials
-        return cms.sign_signed_data(content, content_type, creds.certificate, creds.private_key, certificates=creds.chain)
+        return cms.sign_signed_data_der(content, content_type, creds.certificate, creds.private_key, certificates=creds.chain)
 
     def _reply_rsa(self, client: PkinitClient, *, request: bytes, enctype: int) -> PkinitReply:
         if not client.verified.key_transport_allowed:
@@ -465,10 +458,7 @@ class PkinitServer:
         reply_key = generate_key(enctype)
         cksumtype = required_checksum_type(enctype)
         as_checksum = make_checksum(cksumtype, reply_key, KeyUsage.PKINIT_AS_CHECKSUM, request)
-        pack = ReplyKeyPack(
-            {"replyKey": EncryptionKey.from_key(reply_key), "asChecksum": {"cksumtype": cksumtype, "checksum": as_checksum}}
-        )
-        signed = self._sign(pack.dump(), oids.ID_PKINIT_RKEYDATA)
+        signed = self._sign(encode.reply_key_pack(reply_key, cksumtype, as_checksum), oids.ID_PKINIT_RKEYDATA)
         cipher = "des-ede3-cbc"
         offered = client.auth_pack["supportedCMSTypes"]
         if offered.native is not None:
@@ -478,8 +468,8 @@ class PkinitServer:
                     cipher = _CMS_CIPHER_BY_OID[oid]
                     break
         try:
-            enveloped = cms.envelope(signed.dump(), client.verified.certificate, cipher=cipher, rng=self.rng)
+            enveloped = cms.envelope_der(signed, client.verified.certificate, cipher=cipher, rng=self.rng)
         except cms.CmsError as exc:
             raise KrbError(ErrorCode.KDC_ERR_PUBLIC_KEY_ENCRYPTION_NOT_SUPPORTED, str(exc)) from None
-        pa_value = PA_PK_AS_REP(name="encKeyPack", value=ContentInfoOctets(enveloped)).dump()
+        pa_value = encode.enc_key_pack_pa_value(enveloped)
         return PkinitReply(pa_value, reply_key, "rsa")

@@ -21,7 +21,10 @@ default costs an mmap per datagram); longer datagrams are dropped.
 The engine call is CPU work (RSA, DH) done right on the event loop: one request at a time per
 process; `workers = N` gives parallelism (kdcd/workers.py). Each request runs in a fresh copy of
 the logging context with `peer` and `transport` bound; whatever the engine binds (`principal`,
-...) dies with it. Answers are logged at info (replies) or debug (KRB-ERRORs, drops) and counted.
+...) dies with it. One line per request, counted: at info for replies, at debug for KRB-ERRORs
+and drops. The engine does not log its outcome itself (`log_outcomes = False`): it binds it
+(`outcome` = kdc_as_issued / kdc_refused, principal, server, method, enctype, error, ...) and
+that event name and those fields go on the request's line.
 """
 
 from __future__ import annotations
@@ -126,9 +129,21 @@ class RequestHandler:
     """Calls the engine for one message and logs/counts the outcome. Shared by TCP and UDP."""
 
     def __init__(self, engine: Engine, realm: str, counters: Counters) -> None:
-        self.engine = engine
         self.realm = realm
         self.counters = counters
+        self.engine = engine
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: Engine) -> None:
+        # One log line per request: the engine binds its outcome (principal, server, method, ...)
+        # into the request's logging context instead of writing its own line (kdcd.engine).
+        if hasattr(engine, "log_outcomes"):
+            engine.log_outcomes = False  # type: ignore[attr-defined]
+        self._engine = engine
 
     def handle(self, data: bytes, peer: str, transport: str) -> bytes | None:
         # A fresh logging context per request: what the engine binds cannot leak to the next.
@@ -146,19 +161,21 @@ class RequestHandler:
             return None
         ms = round((time.perf_counter() - started) * 1000, 3)
         self.counters.count("requests")
-        bound = structlog.contextvars.get_contextvars()
-        who = {"principal": bound["principal"]} if "principal" in bound else {}
+        # The request's context holds peer and transport and whatever the engine bound (principal,
+        # outcome, ...); merge_contextvars puts them on the line, so they are not repeated here.
         if reply is None:
-            self.counters.count("dropped", log, size=len(data), ms=ms, **who)
+            self.counters.count("dropped", log, size=len(data), ms=ms)
             return reply
         kind = _REPLY_TYPES.get(reply[0] if reply else -1, "other")
         if kind == "KRB-ERROR":
-            name = _code_name(_error_code(reply))
             self.counters.count("krb_errors")
-            log.debug("request", result=kind, error=name, size=len(data), reply_size=len(reply), ms=ms, **who)
+            bound = structlog.contextvars.get_contextvars()
+            extra = {} if "error" in bound else {"error": _code_name(_error_code(reply))}
+            log.debug(bound.get("outcome", "request"), result=kind, size=len(data), reply_size=len(reply), ms=ms, **extra)
         else:
             self.counters.count("replies")
-            log.info("request", result=kind, size=len(data), reply_size=len(reply), ms=ms, **who)
+            event = structlog.contextvars.get_contextvars().get("outcome", "request")
+            log.info(event, result=kind, size=len(data), reply_size=len(reply), ms=ms)
         return reply
 
 

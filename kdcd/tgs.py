@@ -7,6 +7,21 @@ armored implicitly by that AP-REQ: armor key = KRB-FX-CF2(authenticator subkey, 
 the KrbFastReq (usage 51) holds the real req-body. The reply carries a KrbFastResponse (usage 52)
 with a fresh strengthen key and KrbFastFinished; the enc-part key becomes
 KRB-FX-CF2(strengthen key, subkey or session key, "strengthenkey", "replykey") (RFC 6113 5.4.3).
+
+RENEW (RFC 4120 2.3, 3.3.3; MIT `kinit -R`): the PA-TGS-REQ ticket may then be any ticket of this
+realm (a TGT or a service ticket, decrypted with that service's key); the request's sname must
+name it (KDC_ERR_SERVER_NOMATCH), it must be RENEWABLE (KDC_ERR_BADOPTION) with renew-till not
+passed (KRB_AP_ERR_TKT_EXPIRED). The new ticket keeps client, authtime, flags, renew-till,
+addresses and authorization-data; starttime = now, endtime = min(now + the presented ticket's
+endtime - starttime, renew-till); it gets a new session key, as RFC 4120 2.3 and MIT do.
+VALIDATE is refused (KDC_ERR_BADOPTION): this KDC never issues postdated/invalid tickets.
+
+Customer status (docs/protocol.md, "Authorized phone IDs"): a ticket that carries kerbtel's
+KerbtelAuthorizedPhoneIds element was issued to a CTA honoured for those phone IDs; every TGS
+request (and renewal) looks them up again. None held by an active customer any more ->
+KDC_ERR_CLIENT_REVOKED; otherwise the new ticket lists the ones still active. Tickets without the
+element (password principals, unprovisioned CTAs, tickets issued before the element existed) are
+not affected. Client-supplied enc-authorization-data never passes kerbtel's KDC-issued elements.
 """
 
 from __future__ import annotations
@@ -26,6 +41,13 @@ from common.asn1 import (
     principal_from_asn1,
 )
 from common.asn1.constants import FAST_CRITICAL_OPTIONS
+from common.asn1.kerbtel import (
+    find_authorized_phone_ids,
+    find_restrictions,
+    holds_kdc_issued,
+    phone_ids_authorization_data_der,
+    replace_authorized_phone_ids,
+)
 from common.asn1.fast import PA_FX_FAST_REPLY, PA_FX_FAST_REQUEST, KrbFastReq, KrbFastResponse
 from common.asn1.krb5 import (
     AP_REQ,
@@ -51,13 +73,22 @@ from common.crypto import (
     verify_checksum,
 )
 from common.principal import Principal
+from kdcd.db import Customer
 from kdcd.errors import ErrorContext, KrbError
-from kdcd.tickets import TGS_ALLOWED_OPTIONS, build_enc_rep_part, build_ticket, check_options, choose_enctype, compute_times
+from kdcd.tickets import (
+    TGS_ALLOWED_OPTIONS,
+    TicketTimes,
+    build_enc_rep_part,
+    build_ticket,
+    check_options,
+    choose_enctype,
+    compute_times,
+)
 
 if TYPE_CHECKING:
     from kdcd.engine import KdcEngine, RequestFields
 
-__all__ = ["FastState", "handle_tgs_req"]
+__all__ = ["FastState", "active_phone_ids", "customer_authorization_data", "handle_tgs_req"]
 
 
 @dataclass
@@ -77,7 +108,9 @@ def _padata_value(req: TGS_REQ, pa_type: int) -> bytes | None:
     return None
 
 
-def _decrypt_tgt(engine: KdcEngine, ap_req: AP_REQ, wallclock: datetime) -> tuple[Principal, EncTicketPart]:
+def _decrypt_tgt(engine: KdcEngine, ap_req: AP_REQ, wallclock: datetime, *, any_service: bool = False) -> tuple[Principal, EncTicketPart]:
+    """The PA-TGS-REQ ticket's server and EncTicketPart. Normally it must be this realm's TGT;
+    with `any_service` (a RENEW request) any service ticket of the realm is decrypted too."""
     ticket = ap_req["ticket"]
     try:
         server = principal_from_asn1(ticket["sname"], ticket["realm"])
@@ -86,21 +119,26 @@ def _decrypt_tgt(engine: KdcEngine, ap_req: AP_REQ, wallclock: datetime) -> tupl
     except ValueError as exc:
         raise KrbError(ErrorCode.KRB_ERR_GENERIC, f"malformed ticket in PA-TGS-REQ: {exc}") from None
     krbtgt = Principal.krbtgt(engine.policy.realm)
-    if not server.same_name(krbtgt):
+    if server.same_name(krbtgt):
+        entry = engine.find_principal(krbtgt)
+        if entry is None:  # pragma: no cover - the database always holds the realm's krbtgt
+            raise KrbError(ErrorCode.KDC_ERR_S_PRINCIPAL_UNKNOWN, f"{krbtgt} is missing from the database", log_level="error")
+    elif not any_service or server.realm != engine.policy.realm:
         raise KrbError(ErrorCode.KRB_AP_ERR_NOT_US, f"PA-TGS-REQ ticket is for {server}, not {krbtgt}")
-    entry = engine.find_principal(krbtgt)
-    if entry is None:  # pragma: no cover - the database always holds the realm's krbtgt
-        raise KrbError(ErrorCode.KDC_ERR_S_PRINCIPAL_UNKNOWN, f"{krbtgt} is missing from the database", log_level="error")
+    else:
+        entry = engine.find_principal(server)
+        if entry is None:
+            raise KrbError(ErrorCode.KDC_ERR_S_PRINCIPAL_UNKNOWN, f"PA-TGS-REQ ticket is for {server}, which is not in the database")
     keys = [k for k in entry.keys if k.enctype == etype and (kvno is None or k.kvno == kvno) and k.usable_at(wallclock)]
     if not keys:
         code = ErrorCode.KRB_AP_ERR_BADKEYVER if any(k.enctype == etype for k in entry.keys) else ErrorCode.KRB_AP_ERR_NOKEY
-        raise KrbError(code, f"no {krbtgt} key for enctype {etype} kvno {kvno}")
+        raise KrbError(code, f"no {entry.principal} key for enctype {etype} kvno {kvno}")
     try:
         plain = decrypt(keys[0].key, KeyUsage.TICKET, cipher)
         part = decode_as(EncTicketPart, plain, padded=True)
         part.native  # noqa: B018 - force every field to decode now
     except (CryptoError, Asn1DecodeError, ValueError):
-        raise KrbError(ErrorCode.KRB_AP_ERR_BAD_INTEGRITY, "the TGT does not decrypt with the krbtgt key") from None
+        raise KrbError(ErrorCode.KRB_AP_ERR_BAD_INTEGRITY, f"the PA-TGS-REQ ticket does not decrypt with the {entry.principal} key") from None
     return server, part
 
 
@@ -186,6 +224,92 @@ def _unwrap_fast(
     return fast_req
 
 
+# --- customer status (the seed's rule, re-checked for every ticket the TGS issues) ------------
+
+
+def active_phone_ids(db, phone_ids) -> tuple[tuple[bytes, ...], list[Customer]]:
+    """The phone IDs among `phone_ids` that an *active* customer holds now (in the given order),
+    and the customers holding any of them (for the e-text when none is active)."""
+    customers = db.customers_for_phone_ids(list(phone_ids))
+    held = {p for c in customers if c.active for p in c.phone_ids}
+    return tuple(p for p in phone_ids if p in held), customers
+
+
+def _revoked_text(phone_ids, customers: list[Customer]) -> str:
+    if not customers:
+        ids = ", ".join(p[:4].hex() + "..." for p in phone_ids)
+        return f"no customer record holds the ticket's phone ID(s) {ids} any more"
+    states = ", ".join(f"customer {c.id} is {c.status.value}" for c in customers)
+    return f"no active customer for the ticket's phone ID(s): {states}"
+
+
+def customer_authorization_data(db, phone_ids) -> bytes:
+    """For the AS exchange: DER AuthorizationData holding the KerbtelAuthorizedPhoneIds element of
+    a ticket issued to a CTA honoured for its operator certificate (`phone_ids` = the
+    certificate's), listing those an active customer holds (one indexed query per phone ID, ~20 us;
+    the DER is written directly, ~5 us). KDC_ERR_CLIENT_REVOKED if none does (the PKINIT check
+    just passed, so only a concurrent status change gets there)."""
+    active, customers = active_phone_ids(db, phone_ids)
+    if not active:
+        raise KrbError(ErrorCode.KDC_ERR_CLIENT_REVOKED, _revoked_text(phone_ids, customers))
+    return phone_ids_authorization_data_der(active)
+
+
+def _ticket_authorization_data(engine: KdcEngine, tgt: EncTicketPart) -> list:
+    """The presented ticket's authorization-data elements for the new ticket, after the customer
+    check: a KerbtelAuthorizedPhoneIds element is narrowed to the phone IDs still active."""
+    ad = tgt["authorization-data"]
+    if not ad.native:
+        return []
+    try:
+        phone_ids = find_authorized_phone_ids(ad)
+    except Asn1DecodeError as exc:
+        raise KrbError(ErrorCode.KRB_ERR_GENERIC, f"the ticket's kerbtel authorization-data is malformed: {exc}", log_level="error") from None
+    if phone_ids is None:
+        return list(ad)
+    active, customers = active_phone_ids(engine.db, phone_ids)
+    if not active:
+        raise KrbError(ErrorCode.KDC_ERR_CLIENT_REVOKED, _revoked_text(phone_ids, customers))
+    if active == phone_ids:
+        return list(ad)
+    return list(replace_authorized_phone_ids(ad, active))
+
+
+def _renewal_times(tgt: EncTicketPart, wallclock: datetime) -> TicketTimes:
+    """RFC 4120 3.3.3.1: the same lifetime as the presented ticket from now, capped at renew-till."""
+    flags = TicketFlags(int(tgt["flags"].native))
+    renew_till = tgt["renew-till"].native
+    if not flags & TicketFlags.RENEWABLE or renew_till is None:
+        raise KrbError(ErrorCode.KDC_ERR_BADOPTION, "RENEW: the ticket is not renewable")
+    if wallclock > renew_till:
+        raise KrbError(ErrorCode.KRB_AP_ERR_TKT_EXPIRED, f"RENEW: the ticket's renew-till {renew_till:%Y-%m-%dT%H:%M:%SZ} has passed")
+    authtime = tgt["authtime"].native
+    old_start = tgt["starttime"].native or authtime
+    start = wallclock.replace(microsecond=0)
+    end = min(start + (tgt["endtime"].native - old_start), renew_till)
+    if end <= start:
+        raise KrbError(ErrorCode.KRB_AP_ERR_TKT_EXPIRED, f"RENEW: the ticket's renew-till {renew_till:%Y-%m-%dT%H:%M:%SZ} has passed")
+    return TicketTimes(authtime, start, end, renew_till, flags & ~TicketFlags.INVALID)
+
+
+def _request_authorization_data(engine: KdcEngine, body, subkey: Key | None, session_key: Key) -> list:
+    """enc-authorization-data (under the subkey, usage 5, or the session key, 4), without
+    kerbtel's KDC-issued elements: a client cannot add a restriction or phone IDs itself."""
+    enc_ad = body["enc-authorization-data"]
+    if enc_ad.native is None:
+        return []
+    key, usage = (subkey, KeyUsage.TGS_REQ_AUTH_DATA_SUBKEY) if subkey else (session_key, KeyUsage.TGS_REQ_AUTH_DATA_SESSION_KEY)
+    try:
+        added = decode_as(AuthorizationData, decrypt(key, usage, enc_ad["cipher"].native), padded=True)
+        added.native  # noqa: B018
+    except (CryptoError, Asn1DecodeError, ValueError):
+        raise KrbError(ErrorCode.KRB_AP_ERR_BAD_INTEGRITY, "enc-authorization-data does not decrypt") from None
+    kept = [e for e in added if not holds_kdc_issued(e)]
+    if len(kept) != len(added):
+        engine.counters.count("kdc_tgs_client_ad_dropped", engine.log, dropped=len(added) - len(kept))
+    return kept
+
+
 def handle_tgs_req(
     engine: KdcEngine, req: TGS_REQ, raw: bytes, fields: RequestFields, ctx: ErrorContext, *, wallclock: datetime, now: float, peer: str
 ) -> bytes:
@@ -200,7 +324,9 @@ def handle_tgs_req(
     if not isinstance(ap_req, AP_REQ):
         raise KrbError(ErrorCode.KRB_AP_ERR_MSG_TYPE, f"PA-TGS-REQ holds a {type(ap_req).__name__}, not an AP-REQ")
 
-    _, tgt = _decrypt_tgt(engine, ap_req, wallclock)
+    # The outer options decide which key opens the ticket (FAST may change them below: a RENEW
+    # only in the armored body still works for a TGT, and a service ticket without RENEW is refused).
+    header_server, tgt = _decrypt_tgt(engine, ap_req, wallclock, any_service=bool(fields.options & KDCOptions.RENEW))
     try:
         client = principal_from_asn1(tgt["cname"], tgt["crealm"])
         session_key = tgt["key"].to_key()
@@ -230,43 +356,47 @@ def handle_tgs_req(
     if fields.sname is None:
         raise KrbError(ErrorCode.KDC_ERR_S_PRINCIPAL_UNKNOWN, "TGS-REQ without sname")
     check_options(fields.options, TGS_ALLOWED_OPTIONS, "TGS-REQ")
+    options = KDCOptions(int(fields.options))
+    renew = bool(options & KDCOptions.RENEW)
+    if not renew and not header_server.same_name(Principal.krbtgt(policy.realm)):
+        raise KrbError(ErrorCode.KRB_AP_ERR_NOT_US, f"PA-TGS-REQ ticket is for {header_server}, not a TGT, and RENEW is not asked")
     sname = fields.sname
+    if renew and not sname.same_name(header_server):
+        raise KrbError(ErrorCode.KDC_ERR_SERVER_NOMATCH, f"RENEW names {sname}, the ticket is for {header_server}")
     server = engine.lookup_server(sname, wallclock)
     client_entry = engine.find_principal(client) if client.realm == policy.realm else None
     if client_entry is not None and client_entry.attributes.disabled:
         raise KrbError(ErrorCode.KDC_ERR_CLIENT_REVOKED, f"client {client} is disabled")
 
     tgt_flags = TicketFlags(int(tgt["flags"].native))
-    times = compute_times(
-        policy,
-        options=fields.options,
-        now=wallclock,
-        till=fields.till,
-        rtime=fields.rtime,
-        principals=[client_entry, server],
-        authtime=tgt["authtime"].native,
-        limit_end=tgt["endtime"].native,
-        limit_renew=tgt["renew-till"].native,
-        renewable_allowed=bool(tgt_flags & TicketFlags.RENEWABLE),
-    )
-    options = KDCOptions(int(fields.options))
-    flags = times.flags | (tgt_flags & (TicketFlags.PRE_AUTHENT | TicketFlags.HW_AUTHENT))
-    if options & KDCOptions.FORWARDABLE and tgt_flags & TicketFlags.FORWARDABLE:
-        flags |= TicketFlags.FORWARDABLE
-    if options & KDCOptions.PROXIABLE and tgt_flags & TicketFlags.PROXIABLE:
-        flags |= TicketFlags.PROXIABLE
+    if renew:
+        times = _renewal_times(tgt, wallclock)
+        flags = times.flags
+        sname = header_server  # the ticket's own sname, name-type as issued
+    else:
+        times = compute_times(
+            policy,
+            options=fields.options,
+            now=wallclock,
+            till=fields.till,
+            rtime=fields.rtime,
+            principals=[client_entry, server],
+            authtime=tgt["authtime"].native,
+            limit_end=tgt["endtime"].native,
+            limit_renew=tgt["renew-till"].native,
+            renewable_allowed=bool(tgt_flags & TicketFlags.RENEWABLE),
+        )
+        flags = times.flags | (tgt_flags & (TicketFlags.PRE_AUTHENT | TicketFlags.HW_AUTHENT))
+        if options & KDCOptions.FORWARDABLE and tgt_flags & TicketFlags.FORWARDABLE:
+            flags |= TicketFlags.FORWARDABLE
+        if options & KDCOptions.PROXIABLE and tgt_flags & TicketFlags.PROXIABLE:
+            flags |= TicketFlags.PROXIABLE
 
-    # Authorization data: the TGT's (an unprovisioned CTA's restriction follows it), then any
-    # enc-authorization-data the client adds (under the subkey, usage 5, or the session key, 4).
-    elements = [e for e in tgt["authorization-data"]] if tgt["authorization-data"].native else []
-    enc_ad = body["enc-authorization-data"]
-    if enc_ad.native is not None:
-        key, usage = (subkey, KeyUsage.TGS_REQ_AUTH_DATA_SUBKEY) if subkey else (session_key, KeyUsage.TGS_REQ_AUTH_DATA_SESSION_KEY)
-        try:
-            added = decode_as(AuthorizationData, decrypt(key, usage, enc_ad["cipher"].native), padded=True)
-            elements += list(added)
-        except (CryptoError, Asn1DecodeError, ValueError):
-            raise KrbError(ErrorCode.KRB_AP_ERR_BAD_INTEGRITY, "enc-authorization-data does not decrypt") from None
+    # Authorization data: the presented ticket's (an unprovisioned CTA's restriction follows it;
+    # authorized phone IDs are re-checked against the customer database here), then what the
+    # client adds in enc-authorization-data.
+    elements = _ticket_authorization_data(engine, tgt)
+    elements += _request_authorization_data(engine, body, subkey, session_key)
     authorization_data = AuthorizationData([e.native for e in elements]) if elements else None
 
     session_enctype = choose_enctype(fields.etypes, policy, server)
@@ -321,8 +451,9 @@ def handle_tgs_req(
     if padata:
         value["padata"] = padata
     engine.note_issued(
-        "tgs", client=client, server=sname, peer=peer, method="fast" if fast else "plain", enctype=session_enctype,
-        restricted=authorization_data is not None, endtime=times.endtime, cert_cached=False,
+        "tgs", client=client, server=sname, peer=peer,
+        method=("fast" if fast else "plain") + ("-renew" if renew else ""), enctype=session_enctype,
+        restricted=find_restrictions(authorization_data) is not None, endtime=times.endtime, cert_cached=False,
     )
     return TGS_REP(value).dump()
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from common.asn1 import ErrorCode, KDCOptions, TicketFlags, TransitedType
+from common.asn1 import encode
 from common.asn1.krb5 import AuthorizationData, EncryptionKey, EncTicketPart, Ticket, principal_to_asn1
 from common.crypto import Key, KeyUsage, encrypt
 from common.principal import Principal
@@ -16,7 +17,16 @@ from kdcd.db import KeyEntry, PrincipalEntry
 from kdcd.errors import KrbError
 from kdcd.policy import KdcPolicy
 
-__all__ = ["TicketTimes", "build_enc_rep_part", "build_ticket", "choose_enctype", "compute_times", "is_infinite"]
+__all__ = [
+    "TicketTimes",
+    "build_enc_rep_part",
+    "build_ticket",
+    "choose_enctype",
+    "compute_times",
+    "enc_rep_part_der",
+    "is_infinite",
+    "ticket_der",
+]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Requests use 19700101000000Z ("zero") for "as long as allowed"; treat anything before 1980 so.
@@ -34,7 +44,7 @@ AS_ALLOWED_OPTIONS = (
     | KDCOptions.DISABLE_TRANSITED_CHECK
     | KDCOptions.OPT_HARDWARE_AUTH
 )
-TGS_ALLOWED_OPTIONS = AS_ALLOWED_OPTIONS
+TGS_ALLOWED_OPTIONS = AS_ALLOWED_OPTIONS | KDCOptions.RENEW  # renewal: kdcd/tgs.py (VALIDATE stays refused)
 
 
 def is_infinite(value: datetime | None) -> bool:
@@ -206,3 +216,57 @@ def build_enc_rep_part(
     if times.renew_till is not None:
         value["renew-till"] = times.renew_till
     return cls(value)
+
+
+# --- the same structures written directly as DER (the AS hot path) -------------------------------
+# Byte-identical to build_ticket(...).dump() / build_enc_rep_part(...).dump() (tests/test_asn1_der.py
+# checks the encoders against asn1crypto; tests/test_kdc_perf.py checks these two end to end).
+
+
+def ticket_der(
+    *,
+    sname: Principal,
+    server_key: KeyEntry,
+    session_key: Key,
+    cname: Principal,
+    times: TicketTimes,
+    flags: TicketFlags,
+    authorization_data: bytes | None = None,
+    caddr: bytes | None = None,
+) -> bytes:
+    """DER of `build_ticket`'s Ticket; `authorization_data` / `caddr` are already encoded."""
+    plain = encode.enc_ticket_part(
+        flags=int(flags),
+        key=session_key,
+        cname=cname,
+        transited_type=TransitedType.DOMAIN_X500_COMPRESS,
+        transited_contents=b"",
+        authtime=times.authtime,
+        starttime=times.starttime,
+        endtime=times.endtime,
+        renew_till=times.renew_till,
+        caddr=caddr,
+        authorization_data=authorization_data,
+    )
+    cipher = encrypt(server_key.key, KeyUsage.TICKET, plain)
+    return encode.ticket(sname, encode.encrypted_data(server_key.enctype, cipher, server_key.kvno))
+
+
+def enc_rep_part_der(
+    application_tag: int, *, session_key: Key, nonce: int, times: TicketTimes, flags: TicketFlags, sname: Principal,
+    key_expiration=None,
+) -> bytes:
+    """DER of `build_enc_rep_part`'s value: EncASRepPart (25) or EncTGSRepPart (26)."""
+    return encode.enc_kdc_rep_part(
+        application_tag,
+        key=session_key,
+        last_req=((0, times.authtime),),
+        nonce=nonce,
+        flags=int(flags),
+        authtime=times.authtime,
+        starttime=times.starttime,
+        endtime=times.endtime,
+        sname=sname,
+        key_expiration=key_expiration,
+        renew_till=times.renew_till,
+    )

@@ -141,3 +141,185 @@ def test_unwrapped_key_cache_is_bounded(tmp_path, monkeypatch):
         db.get_principal(Principal.parse(f"sc/sc{i}.example.test@EXAMPLE.TEST"))
         assert len(db._unwrapped) <= 3
     db.close()
+
+
+# --- cached principal rows ------------------------------------------------------------------------
+
+
+def test_principal_cache_sees_changes_from_another_handle_at_once(tmp_path):
+    """Rows are cached only while SQLite's data_version is unchanged: a change committed by
+    another connection (another process) applies to the very next lookup."""
+    from kdcd.db import NotFound, PrincipalAttributes
+
+    master = generate_master_key()
+    path = tmp_path / "kdc.db"
+    db = SQLiteDatabase.create(path, "EXAMPLE.TEST", master_key=master, now=NOW)
+    sc = Principal.parse("sc/sc1.example.test@EXAMPLE.TEST")
+    db.add_principal(sc, now=NOW, attributes=PrincipalAttributes(is_service=True))
+    first = db.get_principal(sc)
+    assert db.get_principal(sc) is first  # served from the cache
+    assert not first.attributes.disabled
+
+    other = SQLiteDatabase.open(path, master_key=master)
+    other.modify_principal(sc, now=NOW, attributes=PrincipalAttributes(is_service=True, disabled=True))
+    assert db.get_principal(sc).attributes.disabled
+    other.delete_principal(sc)
+    other.close()
+    with pytest.raises(NotFound):
+        db.get_principal(sc)
+    db.close()
+
+
+def test_principal_cache_follows_own_writes(tmp_path):
+    from kdcd.db import PrincipalAttributes
+
+    db = SQLiteDatabase.create(tmp_path / "kdc.db", "EXAMPLE.TEST", master_key=generate_master_key(), now=NOW)
+    sc = Principal.parse("sc/sc1.example.test@EXAMPLE.TEST")
+    db.add_principal(sc, now=NOW, attributes=PrincipalAttributes(is_service=True))
+    before = db.get_principal(sc)
+    rotated = db.rotate_keys(sc, now=NOW, grace=0)
+    assert db.get_principal(sc).kvno == rotated.kvno == before.kvno + 1
+    db.modify_principal(sc, now=NOW, attributes=PrincipalAttributes(is_service=True, disabled=True))
+    assert db.get_principal(sc).attributes.disabled
+    db.close()
+
+
+# --- the AS exchange written as direct DER ----------------------------------------------------------
+
+
+def test_ticket_and_enc_rep_part_der_equal_the_asn1crypto_builds(monkeypatch):
+    """kdcd.tickets.ticket_der / enc_rep_part_der against build_ticket / build_enc_rep_part, with
+    encryption made the identity so the (randomly confounded) ciphertexts compare too."""
+    from common.asn1.kerbtel import restriction_authorization_data
+    from common.asn1.krb5 import EncASRepPart, EncTGSRepPart, HostAddresses
+    from common.asn1.types import TicketFlagsBits  # noqa: F401 - the flags type under test
+    from common.asn1 import TicketFlags, encode
+    from common.crypto import Key
+    from kdcd import tickets
+    from kdcd.db import KeyEntry
+
+    monkeypatch.setattr(tickets, "encrypt", lambda key, usage, plain: b"E" + plain)
+    server_key = KeyEntry(3, Key(18, bytes(range(32))), None, NOW, None)
+    session = Key(17, bytes(16))
+    cname = Principal.parse("cta/001122334455@EXAMPLE.TEST")
+    for sname in (Principal.parse("sc/sc1.example.test@EXAMPLE.TEST"), Principal.krbtgt("EXAMPLE.TEST")):
+        for renew in (None, NOW + dt.timedelta(days=7)):
+            times = tickets.TicketTimes(NOW, NOW, NOW + dt.timedelta(hours=10), renew, TicketFlags(0))
+            flags = TicketFlags.INITIAL | TicketFlags.PRE_AUTHENT | TicketFlags.FORWARDABLE
+            restriction = restriction_authorization_data(("+18005550100",), ("911",), bytes(6))
+            addresses = HostAddresses([{"addr-type": 2, "address": b"\xc0\x00\x02\x0a"}])
+            for authz, caddr in ((None, None), (restriction, addresses)):
+                slow = tickets.build_ticket(sname=sname, server_key=server_key, session_key=session, cname=cname,
+                                            times=times, flags=flags, authorization_data=authz, caddr=caddr)
+                fast = tickets.ticket_der(
+                    sname=sname, server_key=server_key, session_key=session, cname=cname, times=times, flags=flags,
+                    authorization_data=None if authz is None else authz.dump(),
+                    caddr=None if caddr is None else encode.host_addresses((a["addr-type"], a["address"]) for a in caddr.native),
+                )
+                assert fast == slow.dump()
+            for tag, cls in ((25, EncASRepPart), (26, EncTGSRepPart)):
+                for expiration in (None, NOW + dt.timedelta(days=30)):
+                    slow = tickets.build_enc_rep_part(cls, session_key=session, nonce=2**32 - 1, times=times, flags=flags,
+                                                      sname=sname, key_expiration=expiration)
+                    fast = tickets.enc_rep_part_der(tag, session_key=session, nonce=2**32 - 1, times=times, flags=flags,
+                                                    sname=sname, key_expiration=expiration)
+                    assert fast == slow.dump()
+
+
+@pytest.fixture
+def kdc_realm(tmp_path):
+    from test_kdc_engine_support import make_realm
+
+    return make_realm(tmp_path)
+
+
+def _replace_once(data: bytes, old: bytes, new: bytes) -> bytes:
+    assert data.count(old) == 1, old
+    return data.replace(old, new)
+
+
+def test_malformed_deep_fields_still_get_precise_krb_errors(kdc_realm):
+    """The strict decode still rejects a bad value deep inside the request at decode time, with
+    the field's path in the e-text, and the KDC then serves a good request."""
+    from common.asn1 import ErrorCode
+    from common.asn1.types import _format_time
+    from test_kdc_engine_support import error_code, open_pkinit_reply, pkinit_request
+
+    from test_pki_factories import NOW as PKI_NOW
+
+    realm = kdc_realm
+    at = PKI_NOW + dt.timedelta(seconds=30)
+    till = at + dt.timedelta(hours=5)
+
+    def request(**kwargs):
+        return pkinit_request(realm.world.provisioned, realm.world.device_key, now=at, till=till, **kwargs)
+
+    # KDC-REQ-BODY.till with month 13: KRB_ERR_GENERIC naming the field.
+    good_till = _format_time(till).encode()
+    bad = _replace_once(request().data, good_till, good_till[:4] + b"13" + good_till[6:])
+    reply = realm.send(bad, at=at)
+    assert error_code(reply) == ErrorCode.KRB_ERR_GENERIC
+    assert "req-body.till" in reply["e-text"].native
+
+    # A KDC-REQ-BODY realm that is not UTF-8.
+    bad = _replace_once(request().data, b"\xa2\x0e\x1b\x0cEXAMPLE.TEST", b"\xa2\x0e\x1b\x0cEXAMPLE.TES\xff")
+    reply = realm.send(bad, at=at)
+    assert error_code(reply) == ErrorCode.KRB_ERR_GENERIC
+    assert "req-body.realm" in reply["e-text"].native
+
+    # pkAuthenticator.ctime inside the signed AuthPack (inside the CMS inside the padata):
+    # decoded before the signature is checked, so PREAUTH_FAILED naming the AuthPack field.
+    good_ctime = _format_time(at.replace(microsecond=0)).encode()
+    bad = _replace_once(request().data, b"\x18\x0f" + good_ctime, b"\x18\x0f" + good_ctime[:8] + b"99" + good_ctime[10:])
+    reply = realm.send(bad, at=at)
+    assert error_code(reply) == ErrorCode.KDC_ERR_PREAUTH_FAILED
+    assert "AuthPack.pkAuthenticator.ctime" in reply["e-text"].native
+
+    # The AuthPack's nonce INTEGER claims more octets than its [2] wrapper holds.
+    req = request(nonce=0x01020304)
+    bad = _replace_once(req.data, b"\xa2\x06\x02\x04\x01\x02\x03\x04", b"\xa2\x06\x02\x05\x01\x02\x03\x04")
+    reply = realm.send(bad, at=at)
+    assert error_code(reply) == ErrorCode.KDC_ERR_PREAUTH_FAILED
+    assert reply["e-text"].native.startswith("malformed PA-PK-AS-REQ: AuthPack")
+
+    good = request()
+    assert open_pkinit_reply(good, realm.send(good.data, at=at)).ticket is not None
+
+
+def test_one_log_line_per_request_with_principal_peer_and_outcome(kdc_realm):
+    """Behind kdcd.server.RequestHandler the engine writes no line of its own: the request's one
+    line is its outcome event with the principal, the peer and what was issued."""
+    import asyncio
+
+    import structlog
+    from structlog.testing import capture_logs
+
+    from common.logsetup import Counters
+    from kdcd.server import RequestHandler
+    from test_kdc_engine_support import pkinit_request
+    from test_pki_factories import NOW as PKI_NOW
+
+    realm = kdc_realm
+    handler = RequestHandler(realm.engine, realm.policy.realm, Counters())
+    assert realm.engine.log_outcomes is False
+    at = PKI_NOW + dt.timedelta(seconds=30)
+
+    async def run(data: bytes) -> bytes:
+        return handler.handle(data, "192.0.2.7:5123", "tcp")
+
+    good = pkinit_request(realm.world.provisioned, realm.world.device_key, now=at)
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        from unittest import mock
+
+        with mock.patch("kdcd.server.datetime") as clock:
+            clock.now.return_value = at
+            reply = asyncio.run(run(good.data))
+            refused = asyncio.run(run(good.data))  # the same authenticator again: a replay
+    assert reply[0] == 0x6B and refused[0] == 0x7E
+    assert [e["event"] for e in logs] == ["kdc_as_issued", "kdc_refused"]
+    issued, replay = logs
+    assert issued["log_level"] == "info" and issued["principal"] == str(good.cname)
+    assert issued["peer"] == "192.0.2.7:5123" and issued["transport"] == "tcp"
+    assert issued["method"] == "pkinit-dh" and issued["result"] == "AS-REP" and "endtime" in issued
+    assert replay["log_level"] == "debug" and replay["error"] == "KRB_AP_ERR_REPEAT" and replay["result"] == "KRB-ERROR"
+    assert "principal" not in structlog.contextvars.get_contextvars()

@@ -11,7 +11,8 @@ received bytes unchanged; `field_bytes(value, name)` is a field's value as recei
 [n] EXPLICIT wrapper (`req.req_body_bytes()` is `field_bytes(req, 'req-body')`, the checksummed
 KDC-REQ-BODY). `.dump(force=True)` re-encodes as strict DER, which equals the input for DER input.
 
-RFC 6113 FAST types are in `common.asn1.fast`.
+RFC 6113 FAST types are in `common.asn1.fast`. The KDC's hot path writes its replies with
+`common.asn1.encode` (on the small DER writer `common.asn1.der`), byte-identical to these classes.
 """
 
 from __future__ import annotations

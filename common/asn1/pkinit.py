@@ -21,7 +21,7 @@ from asn1crypto import algos, cms, core, keys
 
 from common.principal import Principal
 
-from . import oids
+from . import der, oids
 from .krb5 import Checksum, EncryptionKey, PrincipalName, principal_from_asn1, principal_to_asn1
 from .types import Asn1DecodeError, DerOctets, Int32, KerberosTime, Microseconds, Realm, UInt32, decode_as
 
@@ -237,7 +237,7 @@ def encode_dh_public_value(y: int) -> bytes:
     """The DER INTEGER that goes inside the subjectPublicKey BIT STRING (RFC 3279 2.3.3)."""
     if y <= 0:
         raise ValueError("a DH public value is a positive integer")
-    return core.Integer(y).dump()
+    return der.integer(y)
 
 
 def decode_dh_public_value(data: bytes) -> int:

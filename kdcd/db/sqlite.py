@@ -106,6 +106,7 @@ def _check_id(customer_id: int) -> int:
 
 
 UNWRAPPED_CACHE_SIZE = 4096  # unwrapped keys kept per database handle (cleared when full)
+PRINCIPAL_CACHE_SIZE = 4096  # principal rows kept per handle while data_version is unchanged
 
 
 class SQLiteDatabase:
@@ -120,6 +121,12 @@ class SQLiteDatabase:
         # bytes): a changed row is a new entry, so nothing ever needs invalidating. Saves the
         # master-key decrypts (~0.1 ms per principal) on every KDC request.
         self._unwrapped: dict[tuple, Key] = {}
+        # Loaded principal rows, valid while SQLite's data_version is unchanged: any commit by
+        # another connection (`kerbtel principal` in another process, another worker) changes it,
+        # and our own write transactions clear the cache, so a change applies to the very next
+        # request. Customer and device rows are not cached.
+        self._principals: dict[tuple[str, bool], PrincipalEntry] = {}
+        self._principals_version: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -285,6 +292,9 @@ class SQLiteDatabase:
         conn = self._conn
         if conn is None:
             raise DatabaseError("the database handle is closed")
+        if write:
+            self._principals.clear()
+            self._principals_version = None
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.Error as exc:
@@ -466,8 +476,26 @@ class SQLiteDatabase:
         name = self._name(principal)
         if with_keys:
             self._require_master()
+        conn = self._conn
+        if conn is None:
+            raise DatabaseError("the database handle is closed")
+        try:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise _translate(exc) from None
+        if version != self._principals_version:
+            self._principals.clear()
+            self._principals_version = version
+        entry = self._principals.get((name, with_keys))
+        if entry is not None:
+            return entry
         with self._transaction(write=False) as c:
-            return self._load_principal(c, name, with_keys=with_keys)[1]
+            entry = self._load_principal(c, name, with_keys=with_keys)[1]
+        if self._principals_version == version:  # no write of ours in between
+            if len(self._principals) >= PRINCIPAL_CACHE_SIZE:
+                self._principals.clear()
+            self._principals[(name, with_keys)] = entry
+        return entry
 
     def list_principals(self, *, with_keys: bool = False) -> list[PrincipalEntry]:
         """All principals by name; keys are unwrapped only with `with_keys=True` (needs the master key)."""
