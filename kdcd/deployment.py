@@ -15,6 +15,11 @@ Layout (every path in the manifest is absolute):
     DIR/pki/operator-ca/ca.pem|ca.key
     DIR/kdc/cert.pem|key.pem|issuer.pem  the KDC certificate (operator CA)
     DIR/scs/scN/sc.keytab                keytab of sc/scN.<realm lowercase>@REALM
+    DIR/scs/scN/scd.toml                 scd's config (km and ESP ports on 127.0.0.1)
+    DIR/ctas/ctaN/ctad.toml              ctad's config (all CTAs use sc1); its ticket cache is
+                                         DIR/ctas/ctaN/ccache
+    DIR/scs/scN/keys.jsonl, DIR/ctas/ctaN/keys.jsonl
+                                         the opt-in key logs (only with key_log=True / --key-log)
     DIR/ctas/ctaN/                       one CTA identity:
         cert.pem                         the certificate it uses for PKINIT now (operator-issued
                                          when provisioned, else the manufacturer's)
@@ -23,9 +28,14 @@ Layout (every path in the manifest is absolute):
         device.pem                       the manufacturer (factory) certificate
 
 Manifest: {"realm", "krb5_conf", "kdc": {"config", "tcp", "udp", "cert", "key", "anchor"},
-"scs": [{"name", "principal", "keytab"}], "ctas": [{"name", "principal", "provisioned",
-"identity_dir", "cert", "key", "issuer_anchor"}]}; "tcp"/"udp" are "127.0.0.1:PORT"; provisioned
-CTAs come first (cta1, cta2), then the factory-fresh one (cta3).
+"scs": [{"name", "principal", "keytab", "config", "km", "esp", "key_log"}], "ctas": [{"name",
+"principal", "provisioned", "identity_dir", "cert", "key", "issuer_anchor", "config", "sc",
+"numbers", "key_log"}]}; "tcp"/"udp"/"km"/"esp" are "127.0.0.1:PORT"; "key_log" is a path or
+null; "sc" names the SC a CTA uses; provisioned CTAs come first (cta1, cta2), then the
+factory-fresh one (cta3).
+
+The scd/ctad configs are tuned for a loopback demo (quick keep-alives and backoff, so a
+restarted scd has every CTA registered again within seconds; docs/operations.md).
 
 The provisioned CTAs each have an operator certificate with one phone number (+1555123000N)
 whose customer record is active, and a registered principal cta/<mac>@REALM (pre-authentication
@@ -70,6 +80,10 @@ class ScIdentity:
     name: str
     principal: str
     keytab: Path
+    config: Path | None = None
+    km_port: int = 0
+    esp_port: int = 0
+    key_log: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,9 @@ class CtaIdentity:
     issuer_anchor: Path
     mac: str
     phone_number: str | None = None
+    config: Path | None = None
+    sc: str = "sc1"
+    key_log: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +135,18 @@ class Deployment:
                 "key": str(self.kdc_key),
                 "anchor": str(self.kdc_anchor),
             },
-            "scs": [{"name": s.name, "principal": s.principal, "keytab": str(s.keytab)} for s in self.scs],
+            "scs": [
+                {
+                    "name": s.name,
+                    "principal": s.principal,
+                    "keytab": str(s.keytab),
+                    "config": str(s.config) if s.config else None,
+                    "km": f"{self.host}:{s.km_port}",
+                    "esp": f"{self.host}:{s.esp_port}",
+                    "key_log": str(s.key_log) if s.key_log else None,
+                }
+                for s in self.scs
+            ],
             "ctas": [
                 {
                     "name": c.name,
@@ -128,6 +156,10 @@ class Deployment:
                     "cert": str(c.cert),
                     "key": str(c.key),
                     "issuer_anchor": str(c.issuer_anchor),
+                    "config": str(c.config) if c.config else None,
+                    "sc": c.sc,
+                    "numbers": [c.phone_number] if c.phone_number else [],
+                    "key_log": str(c.key_log) if c.key_log else None,
                 }
                 for c in sorted(self.ctas, key=lambda c: not c.provisioned)
             ],
@@ -147,6 +179,23 @@ def free_port(host: str = "127.0.0.1", attempts: int = 50) -> int:
                     continue
                 return int(port)
     raise DeploymentError(f"no port free for both TCP and UDP on {host}")
+
+
+def free_udp_ports(count: int, host: str = "127.0.0.1", exclude: tuple[int, ...] = ()) -> list[int]:
+    """`count` distinct UDP ports free on `host` right now (bound with port 0, then released)."""
+    socks = []
+    try:
+        while len(socks) < count:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind((host, 0))
+            if sock.getsockname()[1] in exclude:
+                sock.close()
+                continue
+            socks.append(sock)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def _check_realm(realm: str) -> str:
@@ -200,6 +249,7 @@ def create_deployment(
     port: int | None = None,
     now: dt.datetime | None = None,
     key_bits: int = 2048,
+    key_log: bool = False,
 ) -> Deployment:
     """Write a complete deployment into `directory` (see the module docstring) and return it."""
     from common import pki
@@ -260,7 +310,10 @@ def create_deployment(
             keytab_path = sc_dir / "sc.keytab"
             stamp = int(now.timestamp()) & 0xFFFFFFFF
             Keytab([KeytabEntry(entry.principal, k.kvno, k.key, stamp) for k in entry.current_keys]).save(keytab_path)
-            deployment.scs.append(ScIdentity(name, str(principal), keytab_path))
+            km_port, esp_port = free_udp_ports(2, host, exclude=(port,))
+            deployment.scs.append(ScIdentity(
+                name, str(principal), keytab_path, config=sc_dir / "scd.toml", km_port=km_port,
+                esp_port=esp_port, key_log=sc_dir / "keys.jsonl" if key_log else None))
 
         for index, provisioned in ((1, True), (2, True), (3, False)):
             name = f"cta{index}"
@@ -296,10 +349,17 @@ def create_deployment(
                     issuer_anchor=anchor,
                     mac=pki.format_mac(mac),
                     phone_number=number,
+                    config=cta_dir / "ctad.toml",
+                    sc="sc1",
+                    key_log=cta_dir / "keys.jsonl" if key_log else None,
                 )
             )
 
     _write(deployment.kdc_config, _kdcd_toml(deployment))
+    for sc in deployment.scs:
+        _write(sc.config, _scd_toml(deployment, sc))
+    for cta in deployment.ctas:
+        _write(cta.config, _ctad_toml(deployment, cta))
     _write(deployment.krb5_conf, _krb5_conf(deployment))
     _write(root / MANIFEST, json.dumps(deployment.manifest(), indent=2) + "\n")
     return deployment
@@ -336,6 +396,86 @@ manufacturer_anchors = {_toml_list([_rel(d, d.manufacturer_anchor)])}
 operator_anchors = {_toml_list([_rel(d, d.kdc_anchor)])}
 csr_numbers = {_toml_list(CSR_NUMBERS)}
 emergency_numbers = {_toml_list(EMERGENCY_NUMBERS)}
+"""
+
+
+def _scd_toml(d: Deployment, sc: ScIdentity) -> str:
+    """scd's config for a loopback demo; paths relative to DIR/scs/scN/."""
+    key_log = f"path = {_toml_str(sc.key_log.name)}" if sc.key_log else "# path = \"keys.jsonl\"   # kerbtel init --key-log"
+    domain = sc.principal.split("/", 1)[1].split("@", 1)[0]
+    return f"""\
+# scd configuration written by `kerbtel init` for a throw-away loopback deployment.
+# Relative paths are relative to this file's directory. conf/scd.toml documents every key.
+
+[listen]
+km = {_toml_str(f"{d.host}:{sc.km_port}")}
+esp = {_toml_str(f"{d.host}:{sc.esp_port}")}
+
+[sc]
+principal = {_toml_str(sc.principal)}
+keytab = {_toml_str(sc.keytab.name)}
+suites = ["aes-gcm-16", "aes-cbc-sha256", "3des-sha1"]
+sa_lifetime = 3600
+grace_period = 300
+
+[signaling]
+domain = {_toml_str(domain)}
+
+[key_log]
+{key_log}
+
+[logging]
+level = "info"
+format = "auto"
+"""
+
+
+def _ctad_toml(d: Deployment, cta: CtaIdentity) -> str:
+    """ctad's config for a loopback demo: quick keep-alives and backoff (a restarted scd has
+    every CTA registered again within keepalive_interval + a few seconds)."""
+    sc = next(s for s in d.scs if s.name == cta.sc)
+    numbers = _toml_list([cta.phone_number] if cta.phone_number else [])
+    key_log = f"path = {_toml_str(cta.key_log.name)}" if cta.key_log else "# path = \"keys.jsonl\"   # kerbtel init --key-log"
+    return f"""\
+# ctad configuration written by `kerbtel init` for a throw-away loopback deployment.
+# Relative paths are relative to this file's directory. conf/ctad.toml documents every key.
+
+[cta]
+identity = "."
+ccache = "ccache"
+numbers = {numbers}
+local = {_toml_str(f"{d.host}:0")}
+
+[kdc]
+address = {_toml_str(d.kdc_address)}
+anchors = {_toml_list([os.path.relpath(d.kdc_anchor, cta.identity_dir)])}
+ticket_lifetime = 86400
+renew_before = 300
+
+[sc]
+principal = {_toml_str(sc.principal)}
+km = {_toml_str(f"{d.host}:{sc.km_port}")}
+esp = {_toml_str(f"{d.host}:{sc.esp_port}")}
+suites = ["aes-gcm-16", "aes-cbc-sha256", "3des-sha1"]
+retransmit_initial = 0.5
+retransmit_max = 2.0
+
+[signaling]
+keepalive_interval = 3.0
+keepalive_timeout = 2.0
+register_expires = 3600
+
+[backoff]
+initial = 0.5
+max = 3.0
+jitter = 0.3
+
+[key_log]
+{key_log}
+
+[logging]
+level = "info"
+format = "auto"
 """
 
 

@@ -58,10 +58,13 @@ def test_manifest_schema(deployment):
     assert [s["name"] for s in m["scs"]] == ["sc1", "sc2"]
     assert [s["principal"] for s in m["scs"]] == ["sc/sc1.example.test@EXAMPLE.TEST", "sc/sc2.example.test@EXAMPLE.TEST"]
     for sc in m["scs"]:
-        assert set(sc) == {"name", "principal", "keytab"}
+        assert set(sc) == {"name", "principal", "keytab", "config", "km", "esp", "key_log"}
     assert [c["provisioned"] for c in m["ctas"]] == [True, True, False]  # provisioned first
     for cta in m["ctas"]:
-        assert set(cta) == {"name", "principal", "provisioned", "identity_dir", "cert", "key", "issuer_anchor"}
+        assert set(cta) == {
+            "name", "principal", "provisioned", "identity_dir", "cert", "key", "issuer_anchor",
+            "config", "sc", "numbers", "key_log",
+        }
         principal = Principal.parse(cta["principal"])
         assert principal.realm == "EXAMPLE.TEST" and principal.components[0] == "cta"
         assert len(principal.components[1]) == 12 and int(principal.components[1], 16) >= 0

@@ -1,8 +1,8 @@
 """`kerbtel init DIR [--realm EXAMPLE.TEST] [--force]`: a throw-away loopback deployment.
 
 Writes the PKI (manufacturer and operator CAs, KDC certificate), the KDC database, master key
-and kdcd.toml, two signaling-controller principals with keytabs, two provisioned CTAs and one
-factory-fresh CTA, an MIT krb5.conf and DIR/deployment.json (kdcd/deployment.py documents the
+and kdcd.toml, two signaling-controller principals with keytabs and scd configs, two provisioned
+CTAs and one factory-fresh CTA with ctad configs, an MIT krb5.conf and DIR/deployment.json (kdcd/deployment.py documents the
 layout and the manifest). Start the KDC with `kdcd -c DIR/kdcd.toml`.
 """
 
@@ -18,7 +18,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     from kdcd.deployment import DeploymentError, create_deployment
 
     try:
-        dep = create_deployment(args.directory, realm=args.realm, force=args.force)
+        dep = create_deployment(args.directory, realm=args.realm, force=args.force, key_log=args.key_log)
     except (DeploymentError, DatabaseError) as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:
@@ -29,9 +29,13 @@ def _cmd_init(args: argparse.Namespace) -> int:
     print(f"  MIT clients  KRB5_CONFIG={dep.krb5_conf}")
     for sc in dep.scs:
         print(f"  {sc.name:<6} {sc.principal}  keytab {sc.keytab}")
+        print(f"         km {dep.host}:{sc.km_port}  esp {dep.host}:{sc.esp_port}  start: scd -c {sc.config}")
     for cta in dep.ctas:
         state = "provisioned" if cta.provisioned else "factory-fresh"
         print(f"  {cta.name:<6} {cta.principal}  {state}  {cta.identity_dir}")
+        print(f"         start: ctad -c {cta.config}")
+    if args.key_log:
+        print(f"  key logs on (0600); tshark options: kerbtel keys wireshark {dep.directory}")
     return 0
 
 
@@ -42,4 +46,7 @@ def register(subparsers) -> None:
     parser.add_argument("directory", metavar="DIR", help="where to write it (must be empty unless --force)")
     parser.add_argument("--realm", default="EXAMPLE.TEST", help="the realm (default EXAMPLE.TEST)")
     parser.add_argument("--force", action="store_true", help="replace a deployment in a non-empty DIR")
+    parser.add_argument("--key-log", action="store_true",
+                        help="turn on the opt-in key log (SA keys, mode 0600) in every scd/ctad config, "
+                             "for `kerbtel keys wireshark DIR`")
     parser.set_defaults(func=_cmd_init)

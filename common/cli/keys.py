@@ -1,0 +1,104 @@
+"""`kerbtel keys wireshark DIR`: the tshark options that decrypt a capture of DIR's daemons.
+
+    tshark -r cap.pcap $(kerbtel keys wireshark /tmp/kt) -T fields -e frame.protocols ...
+
+Reads DIR/deployment.json (`kerbtel init`), the key logs its daemons wrote (`kerbtel init
+--key-log`; one JSON line per ESP SA direction and AP-REP sub-key, scd/keylog.py) and prints, on
+one line, shell-quoted:
+
+- `-o esp.enable_encryption_decode:TRUE -o esp.enable_authentication_check:TRUE` and one
+  `-o uat:esp_sa:"IPv4","SRC","DST","0xSPI","ENC","0xKEY","AUTH","0xKEY"` per SA (the 8 fields
+  tshark 4.0 takes; `common.esp.wireshark_esp_sa`);
+- `-d udp.port==N,pktc` for every SC key-management port and `-d udp.port==N,udpencap` for every
+  ESP port other than 4500;
+- `-o kerberos.decrypt:TRUE -o kerberos.file:DIR/wireshark.keytab`, a keytab (0600) it writes
+  with every SC's keys, so tshark decrypts tickets, authenticators and the AP-REP sub-keys.
+
+The output holds secrets (they are the point); it is meant for throw-away deployments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+
+from common.cli import CliError
+
+KEYTAB_NAME = "wireshark.keytab"
+
+
+def esp_sa_entries(records) -> list[str]:
+    """`uat:esp_sa` entries for the esp_sa records of key logs (each SA once)."""
+    from common.esp import DirectionKeys, suite_for, wireshark_esp_sa
+
+    seen: set[tuple] = set()
+    entries = []
+    for rec in records:
+        if rec.get("type") != "esp_sa":
+            continue
+        ident = (rec["spi"], rec["src"], rec["dst"])
+        if ident in seen:
+            continue
+        seen.add(ident)
+        suite = suite_for(int(rec["auth_id"]), int(rec["enc_id"]))
+        keys = DirectionKeys(int(rec["spi"]), bytes.fromhex(rec["enc_key"]), bytes.fromhex(rec.get("salt", "")),
+                             bytes.fromhex(rec.get("auth_key", "")))
+        entries.append(wireshark_esp_sa(suite, keys, rec["src"], rec["dst"]))
+    return entries
+
+
+def wireshark_options(directory: Path, *, keytab: Path | None = None) -> list[str]:
+    from common.esp import tshark_esp_options
+    from common.keytab import Keytab
+    from scd.keylog import read_key_log
+
+    try:
+        manifest = json.loads((directory / "deployment.json").read_text())
+    except FileNotFoundError:
+        raise CliError(f"{directory} has no deployment.json (made by `kerbtel init`)") from None
+    except ValueError as exc:
+        raise CliError(f"{directory}/deployment.json: {exc}") from None
+    logs = [m.get("key_log") for m in [*manifest.get("scs", []), *manifest.get("ctas", [])]]
+    logs = [Path(p) for p in logs if p]
+    if not logs:
+        raise CliError(f"the deployment in {directory} has no key logs; create it with `kerbtel init --key-log`")
+    records = []
+    for path in logs:
+        records += read_key_log(path)
+    km_ports, esp_ports = [], []
+    merged = Keytab([])
+    for sc in manifest.get("scs", []):
+        for key, out in (("km", km_ports), ("esp", esp_ports)):
+            if sc.get(key):
+                out.append(int(str(sc[key]).rsplit(":", 1)[1]))
+        try:
+            merged.extend(Keytab.load(sc["keytab"]))
+        except (OSError, ValueError) as exc:
+            raise CliError(f"{sc['keytab']}: {exc}") from None
+    keytab = keytab or directory / KEYTAB_NAME
+    merged.save(keytab)
+    keytab.chmod(0o600)
+    args = tshark_esp_options(esp_sa_entries(records), udp_ports=esp_ports)
+    for port in km_ports:
+        args += ["-d", f"udp.port=={port},pktc"]
+    args += ["-o", "kerberos.decrypt:TRUE", "-o", f"kerberos.file:{keytab.absolute()}"]
+    return args
+
+
+def _cmd_wireshark(args: argparse.Namespace) -> int:
+    print(shlex.join(wireshark_options(Path(args.directory).absolute(),
+                                       keytab=Path(args.keytab).absolute() if args.keytab else None)))
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("keys", help="keys for Wireshark from a deployment's key logs",
+                                   description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="keys_command", metavar="SUBCOMMAND", required=True)
+    ws = sub.add_parser("wireshark", help="print tshark options (one line) decrypting DIR's pktc, Kerberos and ESP",
+                        description=__doc__.split("\n\n")[0])
+    ws.add_argument("directory", metavar="DIR", help="a deployment made by `kerbtel init --key-log`")
+    ws.add_argument("--keytab", metavar="FILE", help=f"where to write the SC keytab (default DIR/{KEYTAB_NAME})")
+    ws.set_defaults(func=_cmd_wireshark)

@@ -1,0 +1,166 @@
+"""ctad's configuration file (TOML), loaded with `common.config` into frozen dataclasses.
+
+    [cta]
+    identity = "/etc/kerbtel/cta"    # required: cert.pem, key.pem (0600), issuer.pem[, device.pem]
+    numbers = ["+15551230001"]        # the lines to REGISTER (none for an unprovisioned CTA)
+    ccache = "/var/lib/kerbtel/ctad.ccache"   # MIT ccache, 0600; reused across restarts while valid
+    local = "0.0.0.0:0"              # the one UDP socket for key management and ESP
+
+    [kdc]
+    address = "kdc.example.test:88"   # required
+    transport = "tcp"                 # tcp | udp
+    mode = "dh"                       # dh | ecdh | rsa (PKINIT reply-key delivery)
+    ticket_lifetime = 604800          # seconds asked for (the KDC may give less)
+    renew_before = 300                # a new PKINIT this long before the ticket ends
+
+    [sc]
+    principal = "sc/sc1.example.test@EXAMPLE.TEST"   # required
+    km = "sc1.example.test:1293"      # required
+    esp = "sc1.example.test:4500"     # required
+    suites = ["aes-gcm-16", "aes-cbc-sha256", "3des-sha1"]
+    retransmit_initial = 1.0          # AP Request retransmission backoff, seconds
+    retransmit_max = 32.0
+
+    [signaling]
+    keepalive_interval = 30.0         # OPTIONS to the SC
+    keepalive_timeout = 5.0           # no answer within this: the SC is gone, re-key
+    register_expires = 3600
+
+    [backoff]                         # between re-establishment attempts after a failure
+    initial = 1.0
+    max = 60.0
+    jitter = 0.3                      # +- this fraction, so CTAs do not retry in lock step
+
+    [key_log]
+    path = "keys.jsonl"               # opt-in (mode 0600)
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+from common.config import ConfigError, HostPort, Range, load_config
+from common.logsetup import LoggingConfig
+
+from scd.config import SUITE_NAMES, _suites
+
+__all__ = ["CtadConfig", "load_ctad_config"]
+
+
+def _numbers(values: list[str]) -> list[str]:
+    from common.pki import normalise_phone_number
+
+    out = []
+    for value in values:
+        try:
+            out.append(normalise_phone_number(value))
+        except ValueError as exc:
+            raise ValueError(f"{value!r}: {exc}") from None
+    if len(set(out)) != len(out):
+        raise ValueError("a number is listed twice")
+    return out
+
+
+@dataclass(frozen=True)
+class CtaSection:
+    identity: Path
+    ccache: Path
+    numbers: list[str] = field(default_factory=list, metadata={"validate": _numbers})
+    principal: str = ""  # default: the certificate's id-pkinit-san
+    local: HostPort = HostPort("0.0.0.0", 0)
+
+
+@dataclass(frozen=True)
+class KdcSection:
+    address: HostPort
+    transport: Literal["tcp", "udp"] = "tcp"
+    mode: Literal["dh", "ecdh", "rsa"] = "dh"
+    anchors: list[Path] = field(default_factory=list)  # default: identity/issuer.pem
+    ticket_lifetime: Annotated[int, Range(60, 90 * 86400)] = 7 * 86400
+    renew_before: Annotated[int, Range(0, 86400)] = 300
+    timeout: Annotated[float, Range(0.1, 300)] = 10.0
+
+
+@dataclass(frozen=True)
+class ScSection:
+    principal: str
+    km: HostPort
+    esp: HostPort
+    suites: list[str] = field(default_factory=lambda: list(SUITE_NAMES), metadata={"validate": _suites})
+    retransmit_initial: Annotated[float, Range(0.05, 60)] = 1.0
+    retransmit_max: Annotated[float, Range(0.05, 3600)] = 32.0
+
+
+@dataclass(frozen=True)
+class SignalingSection:
+    domain: str = ""  # default: the SC principal's host part
+    sip_port: Annotated[int, Range(1, 65535)] = 5060
+    keepalive_interval: Annotated[float, Range(0.1, 86400)] = 30.0
+    keepalive_timeout: Annotated[float, Range(0.05, 3600)] = 5.0
+    register_expires: Annotated[int, Range(1, 7 * 86400)] = 3600
+    t1: Annotated[float, Range(0.01, 10)] = 0.5
+
+
+@dataclass(frozen=True)
+class BackoffSection:
+    initial: Annotated[float, Range(0.01, 3600)] = 1.0
+    max: Annotated[float, Range(0.01, 86400)] = 60.0
+    jitter: Annotated[float, Range(0, 1)] = 0.3
+
+    def __post_init__(self) -> None:
+        if self.initial > self.max:
+            raise ValueError("initial is larger than max")
+
+
+@dataclass(frozen=True)
+class KeyLogSection:
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class CtadConfig:
+    cta: CtaSection
+    kdc: KdcSection
+    sc: ScSection
+    signaling: SignalingSection = field(default_factory=SignalingSection)
+    backoff: BackoffSection = field(default_factory=BackoffSection)
+    key_log: KeyLogSection = field(default_factory=KeyLogSection)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    @property
+    def domain(self) -> str:
+        if self.signaling.domain:
+            return self.signaling.domain
+        comps = self.sc.principal.split("@", 1)[0].split("/")
+        return comps[1] if len(comps) > 1 else comps[0]
+
+
+def load_ctad_config(path: str | os.PathLike[str]) -> CtadConfig:
+    cfg = load_config(Path(path), CtadConfig)
+    source = str(path)
+    identity = cfg.cta.identity
+    for name in ("cert.pem", "key.pem"):
+        if not (identity / name).is_file():
+            raise ConfigError("cta.identity", f"{identity} has no {name}", source=source)
+    key_mode = (identity / "key.pem").stat().st_mode
+    if key_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError("cta.identity", f"{identity / 'key.pem'} is readable by group or others (chmod 600)",
+                          source=source)
+    if not cfg.kdc.anchors and not (identity / "issuer.pem").is_file():
+        raise ConfigError("kdc.anchors", f"no anchors given and {identity} has no issuer.pem", source=source)
+    for i, anchor in enumerate(cfg.kdc.anchors):
+        if not anchor.is_file():
+            raise ConfigError(f"kdc.anchors[{i}]", f"{anchor} does not exist", source=source)
+    from common.principal import Principal, PrincipalSyntaxError
+
+    for key, value in (("sc.principal", cfg.sc.principal), ("cta.principal", cfg.cta.principal)):
+        if value:
+            try:
+                Principal.parse(value)
+            except PrincipalSyntaxError as exc:
+                raise ConfigError(key, str(exc), source=source) from None
+    return cfg

@@ -1,0 +1,83 @@
+"""`kerbtel keys wireshark DIR` from key logs, and the key log itself (scd/keylog.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import stat
+
+import pytest
+
+from common.cli import main as kerbtel
+from common.esp import SUITE_3DES_SHA1, SUITE_AES_GCM_16
+from common.keytab import Keytab
+from kdcd.deployment import create_deployment
+from scd.keylog import KeyLog, read_key_log
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    return create_deployment(tmp_path_factory.mktemp("keys") / "d", key_log=True)
+
+
+def test_key_log_is_private_and_complete(tmp_path):
+    log = KeyLog(tmp_path / "k.jsonl", "scd")
+    log.sa_pair(subkey=bytes(range(32)), enctype=18, principal="cta/x@R", suite=SUITE_3DES_SHA1,
+                cta_spi=0x1001, sc_spi=0x2002, cta_addr="127.0.0.1", sc_addr="127.0.0.2")
+    assert stat.S_IMODE(os.stat(tmp_path / "k.jsonl").st_mode) == 0o600
+    records = read_key_log(tmp_path / "k.jsonl")
+    assert [r["type"] for r in records] == ["ap_subkey", "esp_sa", "esp_sa"]
+    to_sc, to_cta = records[1], records[2]
+    assert (to_sc["spi"], to_sc["src"], to_sc["dst"]) == (0x2002, "127.0.0.1", "127.0.0.2")
+    assert (to_cta["spi"], to_cta["src"], to_cta["dst"]) == (0x1001, "127.0.0.2", "127.0.0.1")
+    assert len(bytes.fromhex(to_sc["enc_key"])) == 24 and len(bytes.fromhex(to_sc["auth_key"])) == 20
+    assert not KeyLog(None, "scd").enabled
+
+
+def test_wireshark_options_one_line(deployment, capsys):
+    sc = deployment.scs[0]
+    KeyLog(sc.key_log, "scd").sa_pair(subkey=b"k" * 32, enctype=18, principal="cta/x@R", suite=SUITE_AES_GCM_16,
+                                      cta_spi=0x1234, sc_spi=0x5678, cta_addr="127.0.0.1", sc_addr="127.0.0.1")
+    # the CTA logs the same SAs: each appears once
+    KeyLog(deployment.ctas[0].key_log, "ctad").sa_pair(
+        subkey=b"k" * 32, enctype=18, principal="cta/x@R", suite=SUITE_AES_GCM_16,
+        cta_spi=0x1234, sc_spi=0x5678, cta_addr="127.0.0.1", sc_addr="127.0.0.1")
+    assert kerbtel(["keys", "wireshark", str(deployment.directory)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    args = shlex.split(out)
+    uat = [a for a in args if a.startswith("uat:esp_sa:")]
+    assert len(uat) == 2
+    assert uat[0].count('"') == 16 and '"0x00005678"' in uat[0] and '"NULL"' in uat[0]
+    for s in deployment.scs:
+        assert f"udp.port=={s.km_port},pktc" in args and f"udp.port=={s.esp_port},udpencap" in args
+    keytab_opt = next(a for a in args if a.startswith("kerberos.file:"))
+    keytab = keytab_opt.split(":", 1)[1]
+    assert stat.S_IMODE(os.stat(keytab).st_mode) == 0o600
+    principals = {str(p) for p in Keytab.load(keytab).principals()}
+    assert {s.principal for s in deployment.scs} <= principals
+    assert "kerberos.decrypt:TRUE" in args and "esp.enable_authentication_check:TRUE" in args
+
+
+def test_manifest_and_configs(deployment):
+    m = json.loads((deployment.directory / "deployment.json").read_text())
+    for sc in m["scs"]:
+        assert {"config", "km", "esp", "key_log"} <= set(sc)
+        assert sc["km"] != sc["esp"]
+    assert [c["numbers"] for c in m["ctas"]] == [["+15551230001"], ["+15551230002"], []]
+    from ctad.config import load_ctad_config
+    from scd.config import load_scd_config
+
+    for sc in m["scs"]:
+        cfg = load_scd_config(sc["config"])
+        assert str(cfg.key_log.path) == sc["key_log"]
+    for cta in m["ctas"]:
+        cfg = load_ctad_config(cta["config"])
+        assert cfg.cta.numbers == cta["numbers"] and str(cfg.key_log.path) == cta["key_log"]
+
+
+def test_without_key_log_is_an_error(tmp_path, capsys):
+    create_deployment(tmp_path / "plain")
+    assert kerbtel(["keys", "wireshark", str(tmp_path / "plain")]) == 2
+    assert "--key-log" in capsys.readouterr().err
