@@ -87,6 +87,7 @@ class SaEstablished:
     cta_spi: int
     suite: Suite
     rekey: bool
+    subkey: bytes = field(repr=False, default=b"")  # for the opt-in key log only
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,7 +319,9 @@ class CtaKeyManager:
             self._old.append(old)
         self._current = pair
         self._by_spi[pair.cta_spi] = pair
-        events: list = [SaEstablished(pair.inbound, pair.outbound, pair.expires_at, pair.sc_spi, pair.cta_spi, pair.suite, rekey)]
+        events: list = [SaEstablished(
+            pair.inbound, pair.outbound, pair.expires_at, pair.sc_spi, pair.cta_spi, pair.suite, rekey, pair.subkey
+        )]
         if pair.ack_required:
             pair.ack = bytes(SaRecovered(sa_recovered_hmac(pair.subkey, pair.sc_spi, pair.cta_spi)))
             events.append(SendTo(self.sc_address, pair.ack))

@@ -31,7 +31,7 @@ import random
 from common.config import HostPort
 from common.esp import EspError, NEXT_HEADER_UDP, inner_udp, parse_inner_udp
 from common.logsetup import Counters, get_logger
-from scd.keylog import KeyLog
+from common.keylog import KeyLog
 
 from ctad.config import CtadConfig
 from ctad.signaling import AllRegistered, CtaUserAgent, LineRegistered, PeerLost, RegisterFailed
@@ -301,11 +301,8 @@ class CtaService:
         km_log.info("sa established", suite=event.suite.name, spi=f"0x{event.sc_spi:08x}",
                     cta_spi=f"0x{event.cta_spi:08x}", rekey=event.rekey)
         if self.key_log.enabled:
-            subkey = getattr(event, "subkey", None)
-            if subkey is None:
-                pair = self.km._by_spi.get(event.cta_spi)  # noqa: SLF001 - the engine keeps the sub-key
-                subkey = getattr(pair, "subkey", None)
-            if subkey is not None:
+            subkey = event.subkey
+            if subkey:
                 self.key_log.sa_pair(subkey=bytes(subkey), enctype=None, principal=str(self.client),
                                      suite=event.suite, cta_spi=event.cta_spi, sc_spi=event.sc_spi,
                                      cta_addr=self.local.host, sc_addr=self.esp_addr[0])

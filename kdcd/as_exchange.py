@@ -24,7 +24,7 @@ from common.crypto import CryptoError, KeyUsage, decrypt, encrypt, generate_key
 from common.principal import Principal
 from common.asn1.kerbtel import restriction_authorization_data
 from kdcd.db import KeyEntry, PrincipalEntry
-from kdcd.errors import ErrorContext, KrbError
+from common.krberror import ErrorContext, KrbError
 from kdcd.tgs import customer_authorization_data
 from kdcd.tickets import AS_ALLOWED_OPTIONS, check_options, choose_enctype, compute_times, enc_rep_part_der, ticket_der
 

@@ -30,7 +30,7 @@ from common.logsetup import Counters, get_logger
 from common.principal import Principal
 from kdcd.as_exchange import handle_as_req
 from kdcd.db import DatabaseError, KeyEntry, NotFound, PrincipalEntry
-from kdcd.errors import ErrorContext, KrbError, encode_krb_error
+from common.krberror import ErrorContext, KrbError, encode_krb_error
 from kdcd.freshness import FreshnessTokens
 from kdcd.pkinit import PkinitCredentials, PkinitServer
 from kdcd.policy import KdcPolicy

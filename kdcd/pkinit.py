@@ -54,7 +54,7 @@ from common.pki import (
 from common.principal import Principal
 from kdcd.caches import CachedCertificate, CertificateCache, ReplayCache
 from kdcd.db import CustomerStatus, DeviceStatus, ThumbprintMismatch
-from kdcd.errors import KrbError, typed_data
+from common.krberror import KrbError, typed_data
 from kdcd.freshness import FreshnessError, FreshnessTokens
 from kdcd.policy import KdcPolicy
 

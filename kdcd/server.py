@@ -97,7 +97,7 @@ def default_engine_factory(cfg: KdcdConfig, stack: ExitStack) -> Engine:
 
 def error_reply(code: int, text: str, realm: str, wallclock: datetime | None = None) -> bytes:
     """A KRB-ERROR from the adapters themselves (framing errors), through the engine's boundary."""
-    from kdcd.errors import ErrorContext, KrbError, encode_krb_error
+    from common.krberror import ErrorContext, KrbError, encode_krb_error
 
     return encode_krb_error(
         KrbError(code, text), ErrorContext(realm=realm), wallclock=wallclock or datetime.now(timezone.utc)

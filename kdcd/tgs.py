@@ -74,7 +74,7 @@ from common.crypto import (
 )
 from common.principal import Principal
 from kdcd.db import Customer
-from kdcd.errors import ErrorContext, KrbError
+from common.krberror import ErrorContext, KrbError
 from kdcd.tickets import (
     TGS_ALLOWED_OPTIONS,
     TicketTimes,

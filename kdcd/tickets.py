@@ -14,7 +14,7 @@ from common.asn1.krb5 import AuthorizationData, EncryptionKey, EncTicketPart, Ti
 from common.crypto import Key, KeyUsage, encrypt
 from common.principal import Principal
 from kdcd.db import KeyEntry, PrincipalEntry
-from kdcd.errors import KrbError
+from common.krberror import KrbError
 from kdcd.policy import KdcPolicy
 
 __all__ = [

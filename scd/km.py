@@ -63,7 +63,7 @@ from common.pktc import (
 from common.principal import Principal
 
 # The KRB-ERROR encoder is general (names, stime/susec, ctime echo); it lives in kdcd for now.
-from kdcd.errors import ErrorContext, KrbError, encode_krb_error
+from common.krberror import ErrorContext, KrbError, encode_krb_error
 
 __all__ = [
     "ScKeyManager",
@@ -107,6 +107,7 @@ class SaEstablished:
     suite: Suite
     rekey: bool  # True: made by a Rekey, False: by an AP exchange
     ack_pending: bool
+    subkey: bytes = field(repr=False, default=b"")  # for the opt-in key log only
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +164,7 @@ class _Pair:
     def event(self, *, rekey: bool) -> SaEstablished:
         return SaEstablished(
             self.peer, self.client, self.restrictions, self.authorization_data, self.inbound, self.outbound,
-            self.expires_at, self.sc_spi, self.cta_spi, self.suite, rekey, not self.acked,
+            self.expires_at, self.sc_spi, self.cta_spi, self.suite, rekey, not self.acked, self.subkey,
         )
 
 
@@ -276,13 +277,8 @@ class ScKeyManager:
         self.replay_window = replay_window
         self.stats: Counter[str] = Counter()
         self._keys: dict[tuple[int, int], Key] = {}
-        for entry in [e for e in keytab if e.principal.same_name(service_principal)]:
-            self._keys[(entry.key.enctype, entry.kvno)] = entry.key
-        if not self._keys:
-            raise ValueError(f"the keytab has no key for {service_principal}")
         self._latest: dict[int, int] = {}
-        for enctype, kvno in self._keys:
-            self._latest[enctype] = max(kvno, self._latest.get(enctype, kvno))
+        self.update_keytab(keytab)
         self._peers: dict[Peer, _PeerState] = {}
         self._by_spi: dict[int, _Pair] = {}
         self._replay: OrderedDict[tuple, datetime] = OrderedDict()
@@ -293,6 +289,18 @@ class ScKeyManager:
         self._principal_text = str(service_principal)
 
     # --- lookups for the ESP path ---
+
+    def update_keytab(self, keytab) -> list[int]:
+        """Take the service keys from `keytab` (SIGHUP after a key rotation); SAs are kept.
+        Returns the kvnos now known. ValueError, and nothing changes, if it has no key for us."""
+        keys = {(e.key.enctype, e.kvno): e.key for e in keytab if e.principal.same_name(self.service)}
+        if not keys:
+            raise ValueError(f"the keytab has no key for {self.service}")
+        latest: dict[int, int] = {}
+        for enctype, kvno in keys:
+            latest[enctype] = max(kvno, latest.get(enctype, kvno))
+        self._keys, self._latest = keys, latest
+        return sorted({kvno for (_, kvno) in keys})
 
     def inbound_sa(self, spi: int) -> EspSa | None:
         pair = self._by_spi.get(spi)

@@ -39,7 +39,7 @@ from common.esp import EspError, EspIcvError, EspReplayError, NEXT_HEADER_UDP, i
 from common.logsetup import Counters, get_logger
 
 from scd.config import ScdConfig, load_scd_config
-from scd.keylog import KeyLog
+from common.keylog import KeyLog
 from scd.signaling import (
     CtaIdentity,
     KeepAliveLost,
@@ -180,13 +180,7 @@ class ScServer:
         from common.keytab import Keytab
 
         cfg = load_scd_config(self.config_path) if self.config_path else self.cfg
-        fresh = self._build_km(Keytab.load(cfg.sc.keytab))  # validates: a key for the principal
-        updater = getattr(self.km, "update_keytab", None)
-        if callable(updater):
-            updater(Keytab.load(cfg.sc.keytab))
-        else:  # the engine keeps its SAs; only its key table changes
-            self.km._keys, self.km._latest = fresh._keys, fresh._latest  # noqa: SLF001
-        kvnos = sorted({kvno for (_, kvno) in fresh._keys})  # noqa: SLF001
+        kvnos = self.km.update_keytab(Keytab.load(cfg.sc.keytab))  # SAs are kept
         log.info("keytab reloaded", keytab=str(cfg.sc.keytab), kvnos=kvnos)
 
     def status(self) -> str:
@@ -249,11 +243,8 @@ class ScServer:
                     restricted=identity.restricted,
                     phone_ids=None if identity.phone_ids is None else len(identity.phone_ids))
         if self.key_log.enabled:
-            subkey = getattr(event, "subkey", None)
-            if subkey is None:  # the engine keeps the sub-key with the pair
-                pair = self.km._by_spi.get(event.sc_spi)  # noqa: SLF001
-                subkey = getattr(pair, "subkey", None)
-            if subkey is not None:
+            subkey = event.subkey
+            if subkey:
                 host = self.esp_address.host if self.esp_address.host not in ("0.0.0.0", "::") else event.peer[0]
                 self.key_log.sa_pair(subkey=bytes(subkey), enctype=None, principal=principal, suite=event.suite,
                                      cta_spi=event.cta_spi, sc_spi=event.sc_spi, cta_addr=event.peer[0], sc_addr=host)

@@ -13,7 +13,7 @@ from common.asn1.krb5 import ETYPE_INFO2, EncASRepPart, EncTGSRepPart
 from common.crypto import string_to_key
 from common.crypto.dh import MODP_4096
 from common.asn1.kerbtel import AD_KERBTEL_RESTRICTIONS, DESTINATION_CSR, DESTINATION_EMERGENCY, find_restrictions
-from kdcd.errors import KrbError
+from common.krberror import KrbError
 from test_kdc_engine_support import (
     ALICE,
     ALICE_PASSWORD,

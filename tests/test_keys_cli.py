@@ -1,4 +1,4 @@
-"""`kerbtel keys wireshark DIR` from key logs, and the key log itself (scd/keylog.py)."""
+"""`kerbtel keys wireshark DIR` from key logs, and the key log itself (common/keylog.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from common.cli import main as kerbtel
 from common.esp import SUITE_3DES_SHA1, SUITE_AES_GCM_16
 from common.keytab import Keytab
 from kdcd.deployment import create_deployment
-from scd.keylog import KeyLog, read_key_log
+from common.keylog import KeyLog, read_key_log
 
 
 @pytest.fixture(scope="module")

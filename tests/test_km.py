@@ -15,7 +15,8 @@ from common.pktc import ApRequest, ErrorReply, Rekey, SaRecovered, WakeUp, parse
 from ctad import km as ckm
 from ctad.km import CtaKeyManager, KeyManagementFailed
 from scd import km as skm
-from scd.km import ScKeyManager
+from scd.km import SaEstablished, ScKeyManager
+from common.keytab import Keytab
 from tests.kmutil import REALM, SERVICE, Clock, Principal, make_ticket, seeded_rng, service_keytab
 
 KEYTAB = service_keytab()
@@ -464,3 +465,36 @@ def test_fuzz_sc_receive_never_raises(data):
         assert isinstance(event, (skm.SendTo, skm.Refused, skm.SaEstablished, skm.SaRecoveredEvent))
     assert _FUZZ_SC.stats["internal_error"] == 0
     assert _FUZZ_CTA.receive(data, _FUZZ_CLOCK.now, _FUZZ_CLOCK.wallclock) is not None
+
+
+def test_update_keytab_accepts_a_rotated_key_and_keeps_established_sas():
+    clock = Clock()
+    sc, cta = new_sc(), new_cta()
+    establish(sc, cta, clock)
+    established_spis = set(sc._by_spi)  # noqa: SLF001 - checking that reload keeps them
+    rotated = service_keytab(kvnos=(3,), seed=55)
+    ticket, key = make_ticket(rotated, client(2), kvno=3)
+    fresh = CtaKeyManager(client(2), SERVICE, ticket, key, rng=seeded_rng(2))
+    events = deliver_to_sc(sc, sends(fresh.start(clock.now, clock.wallclock))[0], clock, ("127.0.0.1", 40002))
+    assert error_code(events) == ErrorCode.KRB_AP_ERR_BADKEYVER  # not known yet
+    assert sc.update_keytab(Keytab(list(KEYTAB.entries) + list(rotated.entries))) == [1, 2, 3]
+    fresh = CtaKeyManager(client(2), SERVICE, ticket, key, rng=seeded_rng(3))
+    events = deliver_to_sc(sc, sends(fresh.start(clock.now, clock.wallclock))[0], clock, ("127.0.0.1", 40002))
+    assert of(events, SaEstablished) and established_spis <= set(sc._by_spi)  # noqa: SLF001
+
+
+def test_update_keytab_without_our_key_changes_nothing():
+    sc = new_sc()
+    with pytest.raises(ValueError, match="no key for"):
+        sc.update_keytab(Keytab([]))
+    clock = Clock()
+    establish(sc, new_cta(), clock)
+
+
+def test_sa_established_carries_the_subkey_but_never_shows_it():
+    clock = Clock()
+    sc, cta = new_sc(), new_cta()
+    sc_events, cta_events = establish(sc, cta, clock)
+    sc_sa, cta_sa = of(sc_events, SaEstablished)[0], [e for e in cta_events if type(e).__name__ == "SaEstablished"][0]
+    assert sc_sa.subkey and sc_sa.subkey == cta_sa.subkey
+    assert sc_sa.subkey.hex() not in repr(sc_sa) and cta_sa.subkey.hex() not in repr(cta_sa)

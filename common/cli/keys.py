@@ -3,7 +3,7 @@
     tshark -r cap.pcap $(kerbtel keys wireshark /tmp/kt) -T fields -e frame.protocols ...
 
 Reads DIR/deployment.json (`kerbtel init`), the key logs its daemons wrote (`kerbtel init
---key-log`; one JSON line per ESP SA direction and AP-REP sub-key, scd/keylog.py) and prints, on
+--key-log`; one JSON line per ESP SA direction and AP-REP sub-key, common/keylog.py) and prints, on
 one line, shell-quoted:
 
 - `-o esp.enable_encryption_decode:TRUE -o esp.enable_authentication_check:TRUE` and one
@@ -52,7 +52,7 @@ def esp_sa_entries(records) -> list[str]:
 def wireshark_options(directory: Path, *, keytab: Path | None = None) -> list[str]:
     from common.esp import tshark_esp_options
     from common.keytab import Keytab
-    from scd.keylog import read_key_log
+    from common.keylog import read_key_log
 
     try:
         manifest = json.loads((directory / "deployment.json").read_text())

@@ -1,7 +1,8 @@
-"""`KrbError`: the one exception the KDC raises inside, and the one place it becomes KRB-ERROR bytes.
+"""`KrbError`: the one exception Kerberos engines raise inside, and the one place it becomes KRB-ERROR bytes.
 
-Inside the engine every refusal is `raise KrbError(ErrorCode.X, "precise text", e_data=...)`.
-`KdcEngine.handle_request` catches it once and calls `encode_krb_error` with what it knows of
+Used by the KDC (kdcd) and by the signaling controller's AP engine (scd/km.py). Inside an engine
+every refusal is `raise KrbError(ErrorCode.X, "precise text", e_data=...)`.
+`KdcEngine.handle_request` (likewise `ScKeyManager.receive`) catches it once and calls `encode_krb_error` with what it knows of
 the request (`ErrorContext`): stime/susec always, ctime/cusec when the request carried an
 authenticator whose time was read, crealm/cname and realm/sname from the request body when it
 was parsed (else the KDC's own krbtgt name, RFC 4120 5.9.1 requires sname).
