@@ -44,23 +44,23 @@ class Daemons:
     def cta(self, name: str) -> dict:
         return next(c for c in self.manifest["ctas"] if c["name"] == name)
 
-    def _start(self, key: str, module: str, config: str) -> Path:
+    def _start(self, key: str, module: str, config: str, log_level: str = "info") -> Path:
         self._starts += 1
         log = self.dir / "logs" / f"{key.replace(':', '-')}.{self._starts}.log"
         with open(log, "ab") as fh:
             self.procs[key] = subprocess.Popen(
-                [sys.executable, "-m", module, "-c", config, "--log-format", "json", "--log-level", "info"],
+                [sys.executable, "-m", module, "-c", config, "--log-format", "json", "--log-level", log_level],
                 cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
         self.logs[key] = log
         return log
 
-    def start_scd(self, name: str = "sc1") -> Path:
-        log = self._start(f"scd:{name}", "scd", self.sc(name)["config"])
+    def start_scd(self, name: str = "sc1", log_level: str = "info") -> Path:
+        log = self._start(f"scd:{name}", "scd", self.sc(name)["config"], log_level)
         self.wait_log(f"scd:{name}", lambda r: r.get("event") == "ready", timeout=20)
         return log
 
-    def start_ctad(self, name: str) -> Path:
-        return self._start(f"ctad:{name}", "ctad", self.cta(name)["config"])
+    def start_ctad(self, name: str, log_level: str = "info") -> Path:
+        return self._start(f"ctad:{name}", "ctad", self.cta(name)["config"], log_level)
 
     def records(self, key: str) -> list[dict]:
         out = []
