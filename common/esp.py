@@ -40,10 +40,8 @@ from typing import Iterable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from common.replay import ReplayWindow
 
@@ -65,6 +63,7 @@ __all__ = [
     "DirectionKeys",
     "EspKeys",
     "derive_esp_keys",
+    "hkdf_sha256",
     "wireshark_esp_sa",
     "tshark_esp_options",
     "is_esp",
@@ -537,6 +536,35 @@ class EspKeys:
     sc_to_cta: DirectionKeys
 
 
+_HASH_LEN = 32
+_NO_SALT = bytes(_HASH_LEN)  # RFC 5869 2.2: no salt means HashLen zero octets
+
+
+def _hkdf_extract(ikm: bytes) -> bytes:
+    return hmac.digest(_NO_SALT, ikm, "sha256")
+
+
+def _hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
+    if not 0 < length <= 255 * _HASH_LEN:
+        raise ValueError(f"HKDF-SHA-256 cannot produce {length} bytes (1..{255 * _HASH_LEN})")
+    block = hmac.digest(prk, info + b"\x01", "sha256")
+    if length <= _HASH_LEN:
+        return block[:length]
+    okm = [block]
+    for counter in range(2, (length + _HASH_LEN - 1) // _HASH_LEN + 1):
+        block = hmac.digest(prk, block + info + bytes((counter,)), "sha256")
+        okm.append(block)
+    return b"".join(okm)[:length]
+
+
+def hkdf_sha256(ikm: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-SHA-256 (RFC 5869) without salt: the KDF of the ESP keys and of the pktc HMAC keys.
+
+    The same output as `cryptography`'s `HKDF(SHA256(), length, salt=None, info)` (tests check
+    both and the RFC 5869 A.3 vector), on one-shot `hmac.digest` calls: ~1 us instead of ~4."""
+    return _hkdf_expand(_hkdf_extract(bytes(ikm)), bytes(info), length)
+
+
 def derive_esp_keys(
     subkey: bytes, suite: Suite, cta_spi: int, sc_spi: int, *, derived_start: bool = False
 ) -> EspKeys:
@@ -559,10 +587,11 @@ def derive_esp_keys(
             raise ValueError(f"{name} SPI {spi} is not usable (256..2^32-1)")
     params = _KDF_PARAMS.pack(suite.enc_id, suite.auth_id, suite.key_len, cta_spi, sc_spi)
     length = suite.key_len + suite.salt_len + suite.auth_key_len + 4
+    prk = _hkdf_extract(bytes(subkey))  # one extract for both directions (same IKM, no salt)
 
     def one(direction: bytes, spi: int) -> DirectionKeys:
         info = _KDF_LABEL + b"\x00" + direction + b"\x00" + params
-        okm = HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(bytes(subkey))
+        okm = _hkdf_expand(prk, info, length)
         a = suite.key_len
         b = a + suite.salt_len
         c = b + suite.auth_key_len

@@ -37,8 +37,7 @@ from datetime import datetime, timezone
 from hashlib import sha1
 from typing import ClassVar, Union
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from common.esp import hkdf_sha256
 
 __all__ = [
     "PktcFormatError",
@@ -118,7 +117,7 @@ PURPOSE_REKEY_SUBKEY = b"Rekey sub-key"  # the next sub-key, from the current on
 def hmac_key(secret: bytes, purpose: bytes, *, length: int = HMAC_LEN, context: bytes = b"") -> bytes:
     """HKDF-SHA-256(IKM = secret, info = "kerbtel pktc v1" 0x00 purpose [0x00 context])."""
     info = _LABEL + b"\x00" + purpose + ((b"\x00" + context) if context else b"")
-    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(bytes(secret))
+    return hkdf_sha256(secret, info, length)
 
 
 def compute_hmac(key: bytes, *parts: bytes) -> bytes:

@@ -34,10 +34,12 @@ from common.asn1 import (
     TicketFlags,
     decode,
     decode_as,
+    encode,
     principal_from_asn1,
 )
+from common.asn1.fastdecode import ApReqFields, TicketMemo, read_ap_req, read_authenticator
 from common.asn1.kerbtel import KerbtelRestrictions, find_restrictions
-from common.asn1.krb5 import AD_IF_RELEVANT, AP_REP, AP_REQ, Authenticator, EncAPRepPart, EncryptionKey, EncTicketPart
+from common.asn1.krb5 import AD_IF_RELEVANT, AP_REQ, Authenticator, EncTicketPart
 from common.crypto import CryptoError, Key, KeyUsage, decrypt, encrypt, get_enctype, random_to_key
 from common.esp import SUITE_3DES_SHA1, SUITE_AES_CBC_SHA256, SUITE_AES_GCM_16, EspSa, Suite, derive_esp_keys
 from common.keytab import Keytab
@@ -72,12 +74,16 @@ __all__ = [
     "SaRecoveredEvent",
     "Refused",
     "SaExpired",
+    "VerifiedApRequest",
     "DEFAULT_SUITES",
 ]
 
 DEFAULT_SUITES: tuple[Suite, ...] = (SUITE_AES_GCM_16, SUITE_AES_CBC_SHA256, SUITE_3DES_SHA1)
 Peer = tuple  # (host, port)
 _U32 = struct.Struct(">I")
+_ONE_SECOND = timedelta(seconds=1)
+_USE_SESSION_KEY = int(APOptions.USE_SESSION_KEY)  # plain ints: IntFlag's & costs ~1 us
+_INVALID = int(TicketFlags.INVALID)
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -190,6 +196,27 @@ class _TicketInfo:
     end: datetime
     restrictions: KerbtelRestrictions | None
     authorization_data: tuple[tuple[int, bytes], ...]
+    # Derived once per ticket, not per AP Request:
+    client_text: str = ""  # str(client): the replay cache key's first part
+    request_hmac_key: bytes = field(repr=False, default=b"")  # hmac_key(session key, PURPOSE_AP_REQUEST)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedApRequest:
+    """What `ScKeyManager.verify_ap_request` vouches for: the ticket (decrypted, or from the cache)
+    and the authenticator's time stamp (the replay cache key, echoed in the AP-REP)."""
+
+    ticket: _TicketInfo
+    ctime: datetime
+    cusec: int
+
+    @property
+    def client(self) -> Principal:
+        return self.ticket.client
+
+    @property
+    def session_key(self) -> Key:
+        return self.ticket.session_key
 
 
 def _flatten_ad(ad) -> tuple[tuple[int, bytes], ...]:
@@ -283,6 +310,7 @@ class ScKeyManager:
         self._by_spi: dict[int, _Pair] = {}
         self._replay: OrderedDict[tuple, datetime] = OrderedDict()
         self._tickets: OrderedDict[tuple, _TicketInfo] = OrderedDict()
+        self._ticket_memo = TicketMemo(ticket_cache_size)  # tickets' clear parts, read once
         self._timers: list[tuple[float, int, _Pair, str]] = []
         self._seq = itertools.count()
         self._errors = _TokenBucket(error_rate)
@@ -535,16 +563,18 @@ class ScKeyManager:
                     return []
         raise _Refusal(KrbError(ErrorCode.KRB_AP_ERR_MODIFIED, "SA Recovered matches no SA pair of this peer"), context)
 
-    def _ticket(self, ap_req: AP_REQ, wallclock: datetime) -> _TicketInfo:
-        ticket = ap_req["ticket"]
-        try:
-            server = principal_from_asn1(ticket["sname"], ticket["realm"])
-            enc = ticket["enc-part"]
-            etype, kvno, cipher = enc["etype"].native, enc["kvno"].native, enc["cipher"].native
-        except ValueError as exc:
-            raise KrbError(ErrorCode.KRB_ERR_GENERIC, f"malformed ticket: {exc}") from None
-        if not server.same_name(self.service) or server.realm != self.service.realm:
-            raise KrbError(ErrorCode.KRB_AP_ERR_NOT_US, f"the ticket is for {server}, not {self.service}")
+    def _ticket(self, fields: ApReqFields) -> _TicketInfo:
+        service = self.service
+        if fields.sname == service.components and fields.realm == service.realm:
+            pass  # ours (the common case: no Principal to build)
+        else:
+            try:
+                server = Principal(fields.sname, fields.realm, fields.sname_type)
+            except ValueError as exc:
+                raise KrbError(ErrorCode.KRB_ERR_GENERIC, f"malformed ticket: {exc}") from None
+            if not server.same_name(service) or server.realm != service.realm:
+                raise KrbError(ErrorCode.KRB_AP_ERR_NOT_US, f"the ticket is for {server}, not {service}")
+        etype, kvno, cipher = fields.ticket_etype, fields.ticket_kvno, fields.ticket_cipher
         if etype not in self._latest:
             raise KrbError(ErrorCode.KRB_AP_ERR_NOKEY, f"no {self.service} key for enctype {etype}")
         kvno = self._latest[etype] if kvno is None else kvno
@@ -571,9 +601,12 @@ class ScKeyManager:
             # Fail closed: a restriction we cannot read must not become an unrestricted CTA.
             raise KrbError(ErrorCode.KRB_ERR_GENERIC, f"malformed ticket authorization-data: {exc}") from None
         start = part["starttime"].native or part["authtime"].native
+        session_key = part["key"].to_key()
+        client = principal_from_asn1(part["cname"], part["crealm"])
         info = _TicketInfo(
-            part["key"].to_key(), principal_from_asn1(part["cname"], part["crealm"]), int(part["flags"].native),
+            session_key, client, int(part["flags"].native),
             start, part["endtime"].native, restrictions, ad,
+            str(client), hmac_key(session_key.contents, PURPOSE_AP_REQUEST),
         )
         self._tickets[cache_key] = info
         if len(self._tickets) > self.ticket_cache_size:
@@ -606,67 +639,110 @@ class ScKeyManager:
         except KrbError as error:
             raise _Refusal(error, context) from None
 
-    def _ap_exchange(self, msg: ApRequest, raw: bytes, peer: Peer, now: float, wallclock: datetime, context: ErrorContext) -> list:
+    @staticmethod
+    def _read_ap_req_reference(ap_req_bytes: bytes) -> ApReqFields:
+        """asn1crypto's reading of an AP-REQ the strict reader passed on (BER deviations, or an
+        error worded precisely)."""
         try:
-            ap_req = decode(msg.ap_req)
+            ap_req = decode(ap_req_bytes)
             if not isinstance(ap_req, AP_REQ):
                 raise ValueError("not an AP-REQ")
             pvno, msg_type = ap_req["pvno"].native, ap_req["msg-type"].native
             options = int(ap_req["ap-options"].native)
-            auth_etype, auth_cipher = ap_req["authenticator"]["etype"].native, ap_req["authenticator"]["cipher"].native
+            auth = ap_req["authenticator"]
+            auth_etype, auth_kvno, auth_cipher = auth["etype"].native, auth["kvno"].native, auth["cipher"].native
         except (Asn1DecodeError, ValueError) as exc:
             raise KrbError(ErrorCode.KRB_ERR_GENERIC, f"malformed AP-REQ: {exc}") from None
+        ticket = ap_req["ticket"]  # decode() parsed it all: reading it cannot fail
+        sname, enc = ticket["sname"], ticket["enc-part"]
+        return ApReqFields(
+            pvno, msg_type, options, int(sname["name-type"].native), tuple(sname["name-string"].native),
+            ticket["realm"].native, enc["etype"].native, enc["kvno"].native, enc["cipher"].native,
+            auth_etype, auth_kvno, auth_cipher,
+        )
+
+    @staticmethod
+    def _read_authenticator_reference(plaintext: bytes) -> tuple[Principal, datetime, int]:
+        authenticator = decode(plaintext, padded=True)
+        if not isinstance(authenticator, Authenticator):
+            raise ValueError("not an Authenticator")
+        a_client = principal_from_asn1(authenticator["cname"], authenticator["crealm"])
+        return a_client, authenticator["ctime"].native, authenticator["cusec"].native
+
+    def verify_ap_request(self, ap_req: bytes, wallclock: datetime, context: ErrorContext | None = None) -> VerifiedApRequest:
+        """Verify one AP-REQ as `krb5_rd_req` does (no replay cache): structure, pvno and
+        msg-type, no user-to-user, the ticket (service name, key, decryption -- or the bounded
+        cache of decrypted tickets -- times and flags), the authenticator (decryption with the
+        session key, the same client as the ticket, clock skew). Raises KrbError; `context` (the
+        KRB-ERROR's) gets the client name and ctime/cusec as soon as they are known.
+
+        The pktc HMAC, the replay cache and the suite choice are the exchange's (`receive`)."""
+        fields = read_ap_req(ap_req, self._ticket_memo)
+        if fields is None:
+            fields = self._read_ap_req_reference(ap_req)
+        pvno, msg_type = fields.pvno, fields.msg_type
         if pvno != 5:
             raise KrbError(ErrorCode.KRB_AP_ERR_BADVERSION, f"AP-REQ pvno {pvno} is not 5")
         if msg_type != 14:
             raise KrbError(ErrorCode.KRB_AP_ERR_MSG_TYPE, f"AP-REQ msg-type {msg_type} is not 14")
-        if options & APOptions.USE_SESSION_KEY:
+        if fields.ap_options & _USE_SESSION_KEY:
             raise KrbError(ErrorCode.KRB_AP_ERR_METHOD, "user-to-user (use-session-key) is not supported")
-        ticket = self._ticket(ap_req, wallclock)
-        context.cname = ticket.client
+        ticket = self._ticket(fields)
+        client = ticket.client
+        if context is not None:
+            context.cname = client
         skew = timedelta(seconds=self.max_skew)
-        if ticket.flags & TicketFlags.INVALID or ticket.start - skew > wallclock:
+        if ticket.flags & _INVALID or ticket.start - skew > wallclock:
             raise KrbError(ErrorCode.KRB_AP_ERR_TKT_NYV, f"the ticket is not valid before {ticket.start:%Y-%m-%dT%H:%M:%SZ}")
         if ticket.end + skew < wallclock:
             raise KrbError(ErrorCode.KRB_AP_ERR_TKT_EXPIRED, f"the ticket expired at {ticket.end:%Y-%m-%dT%H:%M:%SZ}")
         session_key = ticket.session_key
+        auth_etype = fields.auth_etype
         if auth_etype != session_key.enctype:
             raise KrbError(ErrorCode.KRB_AP_ERR_BAD_INTEGRITY, f"authenticator enctype {auth_etype} is not the session key's {session_key.enctype}")
         try:
-            authenticator = decode(decrypt(session_key, KeyUsage.AP_REQ_AUTH, auth_cipher), padded=True)
-            if not isinstance(authenticator, Authenticator):
-                raise ValueError("not an Authenticator")
-            a_client = principal_from_asn1(authenticator["cname"], authenticator["crealm"])
-            ctime, cusec = authenticator["ctime"].native, authenticator["cusec"].native
+            plaintext = decrypt(session_key, KeyUsage.AP_REQ_AUTH, fields.auth_cipher)
+            auth = read_authenticator(plaintext)
+            if auth is not None:
+                same = auth.cname == client.components and auth.crealm == client.realm
+                ctime, cusec = auth.ctime, auth.cusec
+                a_client = None if same else Principal(auth.cname, auth.crealm, auth.cname_type)
+            else:
+                a_client, ctime, cusec = self._read_authenticator_reference(plaintext)
+                same = a_client.same_name(client) and a_client.realm == client.realm
         except (CryptoError, Asn1DecodeError, ValueError):
             raise KrbError(ErrorCode.KRB_AP_ERR_BAD_INTEGRITY, "the authenticator does not decrypt with the ticket session key") from None
-        context.ctime, context.cusec = ctime, cusec
-        if not (a_client.same_name(ticket.client) and a_client.realm == ticket.client.realm):
-            raise KrbError(ErrorCode.KRB_AP_ERR_BADMATCH, f"the authenticator names {a_client}, the ticket {ticket.client}")
+        if context is not None:
+            context.ctime, context.cusec = ctime, cusec
+        if not same:
+            raise KrbError(ErrorCode.KRB_AP_ERR_BADMATCH, f"the authenticator names {a_client}, the ticket {client}")
         offset = abs((wallclock - (ctime + timedelta(microseconds=cusec))).total_seconds())
         if offset > self.max_skew:
             raise KrbError(
                 ErrorCode.KRB_AP_ERR_SKEW, f"authenticator time is {offset:.0f} s from the SC's clock (limit {self.max_skew} s)",
                 ctime=ctime, cusec=cusec,
             )
-        if not verify_hmac(hmac_key(session_key.contents, PURPOSE_AP_REQUEST), msg.hmac, raw[:-20]):
+        return VerifiedApRequest(ticket, ctime, cusec)
+
+    def _ap_exchange(self, msg: ApRequest, raw: bytes, peer: Peer, now: float, wallclock: datetime, context: ErrorContext) -> list:
+        verified = self.verify_ap_request(msg.ap_req, wallclock, context)
+        ticket, ctime, cusec = verified.ticket, verified.ctime, verified.cusec
+        if not verify_hmac(ticket.request_hmac_key, msg.hmac, raw[:-20]):
             raise KrbError(ErrorCode.KRB_AP_ERR_MODIFIED, "the AP Request HMAC does not verify")
-        replay_key = (str(ticket.client), ctime, cusec, msg.server_nonce)
+        replay_key = (ticket.client_text, ctime, cusec, msg.server_nonce)
         self._check_replay(replay_key, wallclock)
-        self._replay[replay_key] = ctime + skew + timedelta(seconds=1)
+        self._replay[replay_key] = ctime + timedelta(seconds=self.max_skew) + _ONE_SECOND
         offered = set(msg.suites)
         suite = next((s for s in self.suites if (s.auth_id, s.enc_id) in offered), None)
         if suite is None:
             ours = ", ".join(f"{s.name} ({s.auth_id}/{s.enc_id})" for s in self.suites)
             raise KrbError(ErrorCode.KDC_ERR_ETYPE_NOSUPP, f"no common ESP suite; the SC supports {ours}")
         # --- accept: sub-key, AP-REP, AP Reply, SA pair ---
+        session_key = ticket.session_key
         cls = get_enctype(session_key.enctype)
         subkey = random_to_key(session_key.enctype, self.rng(cls.seed_bytes))
-        enc_part = EncAPRepPart({
-            "ctime": ctime, "cusec": cusec, "subkey": EncryptionKey.from_key(subkey),
-            "seq-number": _U32.unpack(self.rng(4))[0] & 0x3FFFFFFF,
-        }).dump()
-        ap_rep = AP_REP({"enc-part": {"etype": session_key.enctype, "cipher": encrypt(session_key, KeyUsage.AP_REP_ENC_PART, enc_part)}}).dump()
+        enc_part = encode.enc_ap_rep_part(ctime, cusec, subkey, _U32.unpack(self.rng(4))[0] & 0x3FFFFFFF)
+        ap_rep = encode.ap_rep(session_key.enctype, encrypt(session_key, KeyUsage.AP_REP_ENC_PART, enc_part))
         sc_spi = self._new_spi()
         unsigned = bytes(ApReply(
             ap_rep, sc_spi, (suite.auth_id, suite.enc_id), self.sa_lifetime, self.grace_period,

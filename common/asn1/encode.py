@@ -19,7 +19,9 @@ from common.principal import Principal
 from . import der, oids
 
 __all__ = [
+    "ap_rep",
     "dh_rep_info_pa_value",
+    "enc_ap_rep_part",
     "enc_key_pack_pa_value",
     "enc_kdc_rep_part",
     "enc_ticket_part",
@@ -45,6 +47,13 @@ def _int32(value: int, what: str) -> bytes:
     value = int(value)
     if not _INT32[0] <= value <= _INT32[1]:
         raise ValueError(f"Int32 value {value} ({what}) is outside [{_INT32[0]}, {_INT32[1]}]")
+    return der.integer(value)
+
+
+def _microseconds(value: int, what: str) -> bytes:
+    value = int(value)
+    if not 0 <= value <= 999_999:
+        raise ValueError(f"Microseconds value {value} ({what}) is outside [0, 999999]")
     return der.integer(value)
 
 
@@ -199,6 +208,23 @@ def kdc_rep(
         der.explicit(6, enc_part),
     ]
     return der.application(application_tag, der.seq(*parts))
+
+
+def enc_ap_rep_part(ctime: datetime, cusec: int, subkey: Key | None = None, seq_number: int | None = None) -> bytes:
+    """EncAPRepPart [APPLICATION 27] {ctime, cusec, subkey, seq-number} (RFC 4120 5.5.2)."""
+    parts = [der.explicit(0, der.kerberos_time(ctime)), der.explicit(1, _microseconds(cusec, "cusec"))]
+    if subkey is not None:
+        parts.append(der.explicit(2, encryption_key(subkey)))
+    if seq_number is not None:
+        parts.append(der.explicit(3, _uint32(seq_number, "seq-number")))
+    return der.application(27, der.seq(*parts))
+
+
+def ap_rep(etype: int, cipher: bytes, kvno: int | None = None) -> bytes:
+    """AP-REP [APPLICATION 15] {pvno 5, msg-type 15, enc-part EncryptedData}."""
+    return der.application(
+        15, der.seq(b"\xa0\x03\x02\x01\x05", b"\xa1\x03\x02\x01\x0f", der.explicit(2, encrypted_data(etype, cipher, kvno)))
+    )
 
 
 # --- RFC 4556 / RFC 8636 -------------------------------------------------------------------------
