@@ -89,6 +89,8 @@ _INVALID = int(TicketFlags.INVALID)
 # --- events -----------------------------------------------------------------------------------
 
 
+WAKE_UP_MEMORY = 4096  # peers whose last Wake Up time is remembered (oldest forgotten first)
+
 @dataclass(frozen=True, slots=True)
 class SendTo:
     peer: Peer
@@ -181,7 +183,6 @@ class _PeerState:
     old: list[_Pair] = field(default_factory=list)  # superseded, inbound still accepted
     last_request: bytes = b""
     last_reply: bytes = b""
-    last_wake_up: float | None = None
 
     def pairs(self) -> list[_Pair]:
         return [p for p in (self.current, self.pending) if p is not None] + self.old
@@ -306,6 +307,7 @@ class ScKeyManager:
         self._keys: dict[tuple[int, int], Key] = {}
         self._latest: dict[int, int] = {}
         self.update_keytab(keytab)
+        self._wake_ups: OrderedDict[Peer, float] = OrderedDict()  # peer -> when we last sent a Wake Up
         self._peers: dict[Peer, _PeerState] = {}
         self._by_spi: dict[int, _Pair] = {}
         self._replay: OrderedDict[tuple, datetime] = OrderedDict()
@@ -362,11 +364,16 @@ class ScKeyManager:
     def wake_up(self, peer: Peer, *, now: float, wallclock: datetime) -> list:
         """Ask the CTA at `peer` to run an AP exchange (e.g. ESP from it arrived on an unknown
         SPI after a restart). At most one per `wake_up_interval` per peer."""
-        state = self._peers.setdefault(peer, _PeerState())
-        if state.last_wake_up is not None and now - state.last_wake_up < self.wake_up_interval:
+        # Wake Ups answer unauthenticated packets, so their rate memory is a bounded map of its
+        # own: a stranger must not become per-CTA state (nor count as a keyed CTA).
+        last = self._wake_ups.get(peer)
+        if last is not None and now - last < self.wake_up_interval:
             self.stats["wake_up_suppressed"] += 1
             return []
-        state.last_wake_up = now
+        self._wake_ups[peer] = now
+        self._wake_ups.move_to_end(peer)
+        while len(self._wake_ups) > WAKE_UP_MEMORY:
+            self._wake_ups.popitem(last=False)
         nonce = _U32.unpack(self.rng(4))[0]
         self.stats["wake_up"] += 1
         return [SendTo(peer, bytes(WakeUp(nonce, self._principal_text)))]

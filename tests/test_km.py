@@ -498,3 +498,14 @@ def test_sa_established_carries_the_subkey_but_never_shows_it():
     sc_sa, cta_sa = of(sc_events, SaEstablished)[0], [e for e in cta_events if type(e).__name__ == "SaEstablished"][0]
     assert sc_sa.subkey and sc_sa.subkey == cta_sa.subkey
     assert sc_sa.subkey.hex() not in repr(sc_sa) and cta_sa.subkey.hex() not in repr(cta_sa)
+
+
+def test_wake_ups_to_strangers_create_no_peer_state_and_stay_bounded(monkeypatch):
+    monkeypatch.setattr(skm, "WAKE_UP_MEMORY", 8)
+    clock = Clock()
+    sc = new_sc()
+    for port in range(20):
+        assert sends(sc.wake_up(("192.0.2.1", 10000 + port), now=clock.now, wallclock=clock.wallclock))
+    assert sc.peers() == [] and len(sc._wake_ups) == 8  # noqa: SLF001
+    # The rate limit still holds for a remembered peer.
+    assert sc.wake_up(("192.0.2.1", 10019), now=clock.now, wallclock=clock.wallclock) == []

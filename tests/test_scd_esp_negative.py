@@ -212,10 +212,6 @@ def test_esp_unknown_spi_is_counted_and_answered_with_a_wake_up(live):
     assert _scd_counters(d)["unknown_spi"] == counters["unknown_spi"] + 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "scd/km.py ScKeyManager.wake_up() creates a _PeerState for every source of an unknown SPI "
-    "(self._peers.setdefault), so a stranger counts as a keyed CTA and the map grows per spoofed "
-    "source; see the report"))
 def test_unknown_spi_from_a_stranger_does_not_count_as_a_keyed_cta(live):
     d = live
     esp = _host_port(d.sc("sc1")["esp"])
