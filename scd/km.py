@@ -556,6 +556,18 @@ class ScKeyManager:
             return []
         raise _Refusal(KrbError(ErrorCode.KRB_AP_ERR_MSG_TYPE, f"{type(message).__name__} is not sent to a signaling controller"), context)
 
+    def esp_authenticated(self, sc_spi: int, now: float) -> list:
+        """An ESP packet on `sc_spi` passed its ICV. If that SA pair still waits for SA Recovered,
+        the CTA evidently holds its keys: treat it as the acknowledgement. (SA Recovered and the
+        first ESP packet use different ports, so they can arrive in either order.)"""
+        pair = self._by_spi.get(sc_spi)
+        state = self._peers.get(pair.peer) if pair is not None else None
+        if state is None or state.pending is not pair:
+            return []
+        self._promote(state, pair, now)
+        self.stats["sa_recovered_by_esp"] += 1
+        return [SaRecoveredEvent(pair.peer, pair.sc_spi, pair.cta_spi)]
+
     def _sa_recovered(self, message: SaRecovered, peer: Peer, now: float, context: ErrorContext) -> list:
         state = self._peers.get(peer)
         if state is not None:

@@ -281,6 +281,10 @@ class ScServer:
             self.counters.count("esp_format", esp_log, spi=f"0x{spi:08x}", peer=_peer_text(peer), error=str(exc))
             return
         self.counters.count("esp_in")
+        acknowledged = self.km.esp_authenticated(spi, now)
+        if acknowledged:
+            self._km_events(acknowledged, now)
+            self._rearm()
         if next_header != NEXT_HEADER_UDP:
             return  # dummy packet (59) or something we do not carry
         found = self.km.inbound_peer(spi)

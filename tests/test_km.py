@@ -509,3 +509,23 @@ def test_wake_ups_to_strangers_create_no_peer_state_and_stay_bounded(monkeypatch
     assert sc.peers() == [] and len(sc._wake_ups) == 8  # noqa: SLF001
     # The rate limit still holds for a remembered peer.
     assert sc.wake_up(("192.0.2.1", 10019), now=clock.now, wallclock=clock.wallclock) == []
+
+
+def test_authenticated_esp_before_sa_recovered_acknowledges_the_pair():
+    clock = Clock()
+    sc, cta = new_sc(), new_cta()
+    reply = sends(deliver_to_sc(sc, sends(cta.start(clock.now, clock.wallclock))[0], clock))[0]
+    ack = sends(cta.receive(reply, clock.now, clock.wallclock))  # still on its way (other port)
+    assert sc.outbound_sa(PEER) is None
+    packet = cta.outbound_sa().protect(b"REGISTER over ESP")
+    spi = int.from_bytes(packet[:4], "big")
+    assert sc.inbound_sa(spi).unprotect(packet)[1] == b"REGISTER over ESP"
+    events = sc.esp_authenticated(spi, clock.now)
+    assert of(events, skm.SaRecoveredEvent) and sc.outbound_sa(PEER) is not None
+    assert sc.esp_authenticated(spi, clock.now) == []  # once only
+    assert deliver_to_sc(sc, ack[0], clock) == []  # the late SA Recovered is a duplicate, not an error
+    esp_both_ways(sc, cta)
+
+
+def test_esp_on_an_unknown_spi_acknowledges_nothing():
+    assert new_sc().esp_authenticated(0x12345678, 0.0) == []
