@@ -67,6 +67,7 @@ def register(subparsers) -> None:
                      help="build the deployment (and MIT realm) in DIR and keep it, instead of a temporary directory")
     kdc.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     kdc.set_defaults(func=_cmd_kdc)
-    from common.cli import bench_km
+    from common.cli import bench_km, bench_media
 
     bench_km.register(sub)
+    bench_media.register(sub)
