@@ -1,4 +1,5 @@
-"""A sans-I/O PKINIT (RFC 4556 / 8636 / 8070) AS-exchange client, plus a small asyncio transport.
+"""A sans-I/O AS-exchange client: PKINIT (RFC 4556 / 8636 / 8070) or a long-term key
+(PA-ENC-TIMESTAMP, RFC 4120 5.2.7.2), plus a small asyncio transport.
 
     exchange = AsExchange(AsClientConfig(identity=..., client=cta, realm="EXAMPLE.TEST",
                                          anchors=[operator_ca], service=sc))
@@ -13,6 +14,13 @@
 The engine never reads a clock, a socket or a file: requests carry the `wallclock` given to
 `start`/`receive` (ctime, till), replies are checked against it. Randomness (nonces, DH keys)
 comes from the OS.
+
+With a `KeyIdentity` (keys from a keytab: a signaling controller authenticating to kdcd) the
+first request carries PA-ENC-TIMESTAMP under the strongest key (`optimistic`, the default) or no
+pre-authentication; a KDC_ERR_PREAUTH_REQUIRED (or PREAUTH_FAILED) with ETYPE-INFO2 selects the
+key of the hinted enctype (keytab keys are already derived, so salt and s2kparams are not
+needed), and the AS-REP enc-part is decrypted with that long-term key (usage 3, tag 25 or 26).
+The reply checks are the same for both identities.
 
 Every check of the reply fails with one `ReplyError` subclass carrying the KRB-ERROR code that
 names the problem (KDC certificate, CMS signature, nonce, asChecksum, KDF, names, times); an
@@ -46,7 +54,17 @@ from common.asn1 import (
     principal_from_asn1,
     principal_to_asn1,
 )
-from common.asn1.krb5 import AS_REP, AS_REQ, KRB_ERROR, METHOD_DATA, PA_DATA
+from common.asn1.krb5 import (
+    AS_REP,
+    AS_REQ,
+    ETYPE_INFO,
+    ETYPE_INFO2,
+    KRB_ERROR,
+    METHOD_DATA,
+    PA_DATA,
+    PA_ENC_TIMESTAMP,
+    PA_ENC_TS_ENC,
+)
 from common.asn1.pkinit import (
     PA_PK_AS_REP,
     PA_PK_AS_REQ,
@@ -62,7 +80,7 @@ from common.asn1.pkinit import (
     unwrap_reply_key_pack,
 )
 from common.ccache import Credential
-from common.crypto import CryptoError, Key, KeyUsage, decrypt, get_enctype, verify_checksum
+from common.crypto import CryptoError, Key, KeyUsage, decrypt, encrypt, get_enctype, verify_checksum
 from common.crypto.dh import DhError, DhGroup, EcdhKeyPair, curve_by_name, group_by_id, group_for_parameters
 from common.crypto.pkinit import KDF_HASH_BY_OID, KDF_OID_BY_HASH, octetstring2key, rfc8636_kdf
 from common.pki import CertificateError, CertificateVerifier, Purpose
@@ -83,6 +101,7 @@ __all__ = [
     "KdcCertificateError",
     "KdcError",
     "KdcSignatureError",
+    "KeyIdentity",
     "KrbClientError",
     "ReplyError",
     "Retry",
@@ -159,9 +178,53 @@ class ClientIdentity:
 
 
 @dataclass(frozen=True)
+class KeyIdentity:
+    """A client's long-term keys (one per enctype, e.g. from its keytab) for PA-ENC-TIMESTAMP.
+
+    `kvno` is informational (the keytab's kvno); it is not sent, as MIT's client does not send
+    one either, so the KDC picks the key by enctype.
+    """
+
+    keys: tuple[Key, ...] = field(repr=False)
+    kvno: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", tuple(self.keys))
+        if not self.keys:
+            raise ValueError("a key identity needs at least one key")
+        enctypes = [k.enctype for k in self.keys]
+        if len(set(enctypes)) != len(enctypes):
+            raise ValueError(f"one key per enctype, got enctypes {enctypes}")
+
+    @classmethod
+    def from_keytab(cls, keytab, principal: Principal) -> KeyIdentity:
+        """The keys of `principal` at its highest kvno in `keytab` (a common.keytab.Keytab)."""
+        entries = keytab.entries_for(principal)
+        if not entries:
+            raise ValueError(f"the keytab has no key for {principal}")
+        keys: dict[int, Key] = {}
+        for entry in entries:
+            keys.setdefault(entry.key.enctype, entry.key)
+        return cls(tuple(keys.values()), entries[0].kvno)
+
+    @property
+    def enctypes(self) -> tuple[int, ...]:
+        return tuple(k.enctype for k in self.keys)
+
+    def key(self, enctype: int) -> Key | None:
+        for key in self.keys:
+            if key.enctype == enctype:
+                return key
+        return None
+
+
+@dataclass(frozen=True)
 class AsClientConfig:
     """What to ask for and how.
 
+    `identity` is a `ClientIdentity` (PKINIT) or a `KeyIdentity` (PA-ENC-TIMESTAMP; then `mode`,
+    `dh_group`, `kdfs`, `cms_types` and `anchors` are unused, and the request offers only the
+    enctypes of `enctypes` that the identity has keys for).
     `service` defaults to krbtgt/REALM (NT-SRV-INST); a service principal is sent with the name
     type it carries (Principal.parse gives NT-PRINCIPAL, as MIT's `kinit -S`). `mode` is 'dh'
     (MODP group `dh_group`, 14 by default), 'ecdh' (`ec_curve`) or 'rsa' (key transport).
@@ -171,10 +234,10 @@ class AsClientConfig:
     PA-AS-FRESHNESS and PKINIT follows the KDC's PREAUTH_REQUIRED.
     """
 
-    identity: ClientIdentity
+    identity: ClientIdentity | KeyIdentity
     client: Principal
     realm: str
-    anchors: tuple[x509.Certificate, ...]
+    anchors: tuple[x509.Certificate, ...] = ()
     service: Principal | None = None
     mode: str = "dh"
     dh_group: int = 14
@@ -188,6 +251,13 @@ class AsClientConfig:
     optimistic: bool = True
 
     def __post_init__(self) -> None:
+        for enctype in self.enctypes:
+            get_enctype(enctype)
+        if isinstance(self.identity, KeyIdentity):
+            if not self.request_enctypes:
+                raise ValueError(f"the key identity has keys of enctypes {list(self.identity.enctypes)}, "
+                                 f"none of them in enctypes {list(self.enctypes)}")
+            return
         if self.mode not in ("dh", "ecdh", "rsa"):
             raise ValueError(f"mode must be 'dh', 'ecdh' or 'rsa', not {self.mode!r}")
         if self.mode == "rsa" and not isinstance(self.identity.key, rsa.RSAPrivateKey):
@@ -195,14 +265,24 @@ class AsClientConfig:
         unknown = [k for k in self.kdfs if k not in KDF_OID_BY_HASH]
         if unknown:
             raise ValueError(f"unknown KDF hash(es) {unknown}; known: {sorted(KDF_OID_BY_HASH)}")
-        for enctype in self.enctypes:
-            get_enctype(enctype)
         if not self.anchors:
             raise ValueError("at least one trust anchor for the KDC certificate is needed")
 
     @property
     def server(self) -> Principal:
         return self.service if self.service is not None else Principal.krbtgt(self.realm)
+
+    @property
+    def uses_keys(self) -> bool:
+        return isinstance(self.identity, KeyIdentity)
+
+    @property
+    def request_enctypes(self) -> tuple[int, ...]:
+        """The etype list of the request: with keys, only the enctypes we can decrypt a reply in."""
+        if isinstance(self.identity, KeyIdentity):
+            held = set(self.identity.enctypes)
+            return tuple(e for e in self.enctypes if e in held)
+        return self.enctypes
 
 
 @dataclass(frozen=True)
@@ -227,9 +307,9 @@ class AsResult:
     endtime: _dt.datetime
     renew_till: _dt.datetime | None
     reply_key: Key = field(repr=False)
-    kdc_certificate: x509.Certificate
-    mode: str
-    kdf: str | None  # 'sha256', ... or None for octetstring2key / RSA mode
+    kdc_certificate: x509.Certificate | None  # None with a key identity
+    mode: str  # 'dh', 'ecdh', 'rsa', or 'enc-timestamp' / 'no-preauth' with a key identity
+    kdf: str | None  # 'sha256', ... or None for octetstring2key / RSA mode / key identity
 
     def to_credential(self) -> Credential:
         def ts(value: _dt.datetime | None) -> int:
@@ -259,6 +339,7 @@ class _Sent:
     nonce: int
     with_pkinit: bool
     dh: object | None  # DhKeyPair or EcdhKeyPair
+    enc_ts_key: Key | None = field(default=None, repr=False)  # the key of the PA-ENC-TIMESTAMP sent
 
 
 def _utc(value: _dt.datetime) -> _dt.datetime:
@@ -272,7 +353,8 @@ class AsExchange:
 
     def __init__(self, config: AsClientConfig) -> None:
         self.config = config
-        self._verifier = CertificateVerifier(config.anchors)
+        self._verifier = CertificateVerifier(config.anchors) if not config.uses_keys else None
+        self._tried_keys: set[int] = set()  # enctypes of the PA-ENC-TIMESTAMPs sent
         self._group: DhGroup | None = group_by_id(config.dh_group) if config.mode == "dh" else None
         self._freshness_token: bytes | None = None
         self._cookie: bytes | None = None
@@ -287,9 +369,16 @@ class AsExchange:
         """The first AS-REQ."""
         if self._sent is not None:
             raise RuntimeError("the exchange has already started")
+        if self.config.uses_keys:
+            key = self._strongest_key() if self.config.optimistic else None
+            return self._request(_utc(wallclock), with_pkinit=False, enc_ts_key=key)
         return self._request(_utc(wallclock), with_pkinit=self.config.optimistic)
 
-    def _request(self, wallclock: _dt.datetime, *, with_pkinit: bool) -> bytes:
+    def _strongest_key(self) -> Key:
+        """Our key of the first enctype in the configured order (the identity has it)."""
+        return self.config.identity.key(self.config.request_enctypes[0])
+
+    def _request(self, wallclock: _dt.datetime, *, with_pkinit: bool, enc_ts_key: Key | None = None) -> bytes:
         self._rounds += 1
         if self._rounds > MAX_ROUNDS:
             raise KrbClientError(ErrorCode.KDC_ERR_PREAUTH_FAILED, f"no ticket after {MAX_ROUNDS} requests")
@@ -305,7 +394,7 @@ class AsExchange:
             "sname": sname,
             "till": (wallclock + cfg.lifetime).replace(microsecond=0),
             "nonce": nonce,
-            "etype": list(cfg.enctypes),
+            "etype": list(cfg.request_enctypes),
         }
         # Build once without padata to get the req-body DER that paChecksum covers.
         body_der = decode(AS_REQ({"req-body": body}).dump(force=True)).req_body_bytes()
@@ -314,15 +403,19 @@ class AsExchange:
         if with_pkinit:
             pk_req, key_pair = self._pa_pk_as_req(wallclock, nonce, hashlib.sha1(body_der).digest())
             padata.append(PA_DATA({"padata-type": PaDataType.PA_PK_AS_REQ, "padata-value": pk_req}))
-        if self._freshness_token is None:
+        if enc_ts_key is not None:
+            self._tried_keys.add(enc_ts_key.enctype)
+            padata.append(PA_DATA({"padata-type": PaDataType.PA_ENC_TIMESTAMP,
+                                   "padata-value": _pa_enc_timestamp(enc_ts_key, wallclock)}))
+        if self._freshness_token is None and not cfg.uses_keys:
             padata.append(PA_DATA({"padata-type": PaDataType.PA_AS_FRESHNESS, "padata-value": b""}))
         if self._cookie is not None:
             padata.append(PA_DATA({"padata-type": PaDataType.PA_FX_COOKIE, "padata-value": self._cookie}))
-        req = AS_REQ({"padata": METHOD_DATA(padata), "req-body": body})
+        req = AS_REQ({"padata": METHOD_DATA(padata), "req-body": body} if padata else {"req-body": body})
         data = req.dump(force=True)
         if decode(data).req_body_bytes() != body_der:  # paChecksum must cover the body as sent
             raise RuntimeError("KDC-REQ-BODY encoding changed between checksum and request")
-        self._sent = _Sent(data, nonce, with_pkinit, key_pair)
+        self._sent = _Sent(data, nonce, with_pkinit, key_pair, enc_ts_key)
         return data
 
     def _pa_pk_as_req(self, wallclock: _dt.datetime, nonce: int, pa_checksum: bytes):
@@ -371,9 +464,14 @@ class AsExchange:
         except Asn1DecodeError as exc:
             raise ReplyError(f"reply does not decode: {exc}") from None
         if isinstance(message, KRB_ERROR):
+            if self.config.uses_keys:
+                return self._on_error_keys(message, wallclock)
             return self._on_error(message, wallclock)
         if not isinstance(message, AS_REP):
             raise ReplyError(f"expected AS-REP or KRB-ERROR, got {type(message).__name__}")
+        if self.config.uses_keys:
+            self.result = self._on_reply_keys(message, wallclock)
+            return self.result
         if not self._sent.with_pkinit:
             raise ReplyError("AS-REP to a request without pre-authentication", ErrorCode.KDC_ERR_PREAUTH_FAILED)
         self.result = self._on_reply(message, wallclock)
@@ -486,6 +584,13 @@ class AsExchange:
             plain = decrypt(reply_key, KeyUsage.AS_REP_ENC_PART, enc_part["cipher"].native)
         except CryptoError:
             raise ReplyError("the AS-REP enc-part does not decrypt with the PKINIT reply key") from None
+        return self._finish(rep, plain, reply_key, wallclock, kdc_certificate=kdc_cert, mode=cfg.mode, kdf=kdf)
+
+    def _finish(self, rep: AS_REP, plain: bytes, reply_key: Key, wallclock: _dt.datetime, *,
+                kdc_certificate: x509.Certificate | None, mode: str, kdf: str | None) -> AsResult:
+        """The checks every AS-REP gets once its enc-part decrypted: nonce, names, times."""
+        cfg = self.config
+        sent = self._sent
         try:
             part = decode_enc_kdc_rep_part(plain, padded=True)
             part.native  # parse every field now, inside the try
@@ -523,10 +628,72 @@ class AsExchange:
             endtime=endtime,
             renew_till=part["renew-till"].native,
             reply_key=reply_key,
-            kdc_certificate=kdc_cert,
-            mode=cfg.mode,
+            kdc_certificate=kdc_certificate,
+            mode=mode,
             kdf=kdf,
         )
+
+    # -- PA-ENC-TIMESTAMP (key identity) ---------------------------------------------------
+
+    def _on_error_keys(self, err: KRB_ERROR, wallclock: _dt.datetime) -> Retry:
+        code = err["error-code"].native
+        text = err["e-text"].native or ""
+        optimistic_first = self._rounds == 1 and self._sent.enc_ts_key is not None
+        if code == ErrorCode.KDC_ERR_ETYPE_NOSUPP and optimistic_first:
+            # The KDC has no key of our strongest enctype: ask without pre-authentication, and
+            # let PREAUTH_REQUIRED's ETYPE-INFO2 name the enctype it has.
+            return Retry(self._request(wallclock, with_pkinit=False), "optimistic enctype refused")
+        if code not in (ErrorCode.KDC_ERR_PREAUTH_REQUIRED, ErrorCode.KDC_ERR_PREAUTH_FAILED):
+            raise KdcError(code, text or _code_name(code), err)
+        try:
+            methods = err.method_data() or []
+            by_type = {m["padata-type"].native: m["padata-value"].native for m in methods}
+            hints = _etype_hints(by_type)
+        except (Asn1DecodeError, ValueError, KeyError, TypeError) as exc:
+            raise KdcError(code, f"{_code_name(code)} with undecodable METHOD-DATA: {exc}", err) from None
+        if code == ErrorCode.KDC_ERR_PREAUTH_REQUIRED and PaDataType.PA_ENC_TIMESTAMP not in by_type:
+            raise KdcError(code, f"the KDC does not offer PA-ENC-TIMESTAMP for {self.config.client} "
+                                 f"(offers {sorted(by_type)})", err)
+        key = self._hinted_key(hints)
+        if key is None:
+            if hints:
+                raise KdcError(code, f"the KDC wants a key of enctype {hints}, which we do not hold "
+                                     f"(we have {list(self.config.identity.enctypes)})", err)
+            if code == ErrorCode.KDC_ERR_PREAUTH_REQUIRED and self._sent.enc_ts_key is None:
+                key = self._strongest_key()  # no hint: RFC 4120 says use the default salt; keys need none
+        if key is None or key.enctype in self._tried_keys:
+            # Our PA-ENC-TIMESTAMP under this key was refused: the key is not the KDC's.
+            tried = ", ".join(str(e) for e in sorted(self._tried_keys)) or "none"
+            raise KdcError(ErrorCode.KDC_ERR_PREAUTH_FAILED,
+                           f"the KDC refused our PA-ENC-TIMESTAMP (enctypes tried: {tried}; KDC said "
+                           f"{_code_name(code)} {text!r}): is the keytab current?", err)
+        self._cookie = by_type.get(PaDataType.PA_FX_COOKIE) or self._cookie
+        return Retry(self._request(wallclock, with_pkinit=False, enc_ts_key=key), f"PA-ENC-TIMESTAMP etype {key.enctype}")
+
+    def _hinted_key(self, hints: list[int]) -> Key | None:
+        """Our key of the first hinted enctype we hold and offered."""
+        for enctype in hints:
+            if enctype in self.config.request_enctypes:
+                return self.config.identity.key(enctype)
+        return None
+
+    def _on_reply_keys(self, rep: AS_REP, wallclock: _dt.datetime) -> AsResult:
+        cfg = self.config
+        enc_part = rep["enc-part"]
+        enctype = enc_part["etype"].native
+        if enctype not in cfg.request_enctypes:
+            raise ReplyError(f"AS-REP enc-part uses enctype {enctype}, which we did not offer",
+                             ErrorCode.KDC_ERR_ETYPE_NOSUPP)
+        sent_key = self._sent.enc_ts_key
+        # The reply key is our long-term key of the enc-part's enctype (normally the one of the
+        # PA-ENC-TIMESTAMP): that it decrypts, with our nonce inside, is what authenticates the KDC.
+        reply_key = cfg.identity.key(enctype)
+        try:
+            plain = decrypt(reply_key, KeyUsage.AS_REP_ENC_PART, enc_part["cipher"].native)
+        except CryptoError:
+            raise ReplyError(f"the AS-REP enc-part does not decrypt with our enctype {enctype} key") from None
+        mode = "enc-timestamp" if sent_key is not None else "no-preauth"
+        return self._finish(rep, plain, reply_key, wallclock, kdc_certificate=None, mode=mode, kdf=None)
 
     def _dh_reply_key(self, dh_info, pk_rep_bytes: bytes, enctype: int, wallclock: _dt.datetime):
         cfg = self.config
@@ -588,6 +755,21 @@ class AsExchange:
         except CryptoError as exc:
             raise ReplyError(f"asChecksum over the AS-REQ does not verify: {exc}") from None
         return reply_key, kdc_cert
+
+
+def _pa_enc_timestamp(key: Key, wallclock: _dt.datetime) -> bytes:
+    """PA-ENC-TIMESTAMP (RFC 4120 5.2.7.2): PA-ENC-TS-ENC under the client key, usage 1, no kvno."""
+    ts = PA_ENC_TS_ENC({"patimestamp": wallclock.replace(microsecond=0), "pausec": wallclock.microsecond}).dump()
+    return PA_ENC_TIMESTAMP({"etype": key.enctype, "cipher": encrypt(key, KeyUsage.PA_ENC_TIMESTAMP, ts)}).dump()
+
+
+def _etype_hints(by_type: dict[int, bytes]) -> list[int]:
+    """Enctypes the KDC names in PA-ETYPE-INFO2 (preferred) or PA-ETYPE-INFO, in its order."""
+    if by_type.get(PaDataType.PA_ETYPE_INFO2):
+        return [entry["etype"].native for entry in decode_as(ETYPE_INFO2, by_type[PaDataType.PA_ETYPE_INFO2])]
+    if by_type.get(PaDataType.PA_ETYPE_INFO):
+        return [entry["etype"].native for entry in decode_as(ETYPE_INFO, by_type[PaDataType.PA_ETYPE_INFO])]
+    return []
 
 
 # --- transport ------------------------------------------------------------------------------------

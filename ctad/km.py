@@ -143,6 +143,11 @@ class CtaKeyManager:
     sc_address: put into `SendTo.peer`. retransmit_initial/retransmit_max: AP Request backoff in
     seconds; max_attempts: transmissions before a `KeyManagementFailed(None, ...)` report.
     wake_up_interval: minimum seconds between AP exchanges triggered by (unauthenticated) Wake Ups.
+    spi_in_use: callable(spi) -> bool for SPIs another engine on the same ESP socket holds (an SC
+    initiating to a peer SC shares its socket with its own ScKeyManager); such SPIs are not chosen.
+
+    Nothing here is CTA-specific: any client with a ticket for the responder's principal (a
+    signaling controller reaching a peer SC, scd/peers.py) runs the same initiator.
     """
 
     def __init__(
@@ -161,6 +166,7 @@ class CtaKeyManager:
         max_attempts: int = 6,
         wake_up_interval: float = 5.0,
         replay_window: int = 64,
+        spi_in_use: Callable[[int], bool] | None = None,
     ) -> None:
         self.client = client_principal
         self.service = service_principal
@@ -175,6 +181,7 @@ class CtaKeyManager:
         self.max_attempts = max_attempts
         self.wake_up_interval = wake_up_interval
         self.replay_window = replay_window
+        self.spi_in_use = spi_in_use
         self.stats: Counter[str] = Counter()
         self._principal_text = str(service_principal)
         self._cname, self._crealm = principal_to_asn1(client_principal)
@@ -265,7 +272,7 @@ class CtaKeyManager:
     def _new_spi(self) -> int:
         while True:
             spi = _U32.unpack(self.rng(4))[0]
-            if spi >= 256 and spi not in self._by_spi:
+            if spi >= 256 and spi not in self._by_spi and not (self.spi_in_use is not None and self.spi_in_use(spi)):
                 return spi
 
     def _self_rekey_at(self, pair: _Pair) -> float:

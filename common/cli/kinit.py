@@ -1,8 +1,13 @@
-"""`kerbtel kinit`: obtain a ticket with PKINIT and write an MIT credential cache.
+"""`kerbtel kinit`: obtain a ticket with PKINIT or a keytab and write an MIT credential cache.
 
     kerbtel kinit --identity cta1/ --kdc 127.0.0.1:8888 --anchor operator-ca.pem \\
         --service sc/sc1.example.test@EXAMPLE.TEST --ccache /tmp/cc
+    kerbtel kinit --keytab scs/sc1/sc.keytab --principal sc/sc1.example.test@EXAMPLE.TEST \\
+        --kdc 127.0.0.1:8888 --service sc/sc2.example.test@EXAMPLE.TEST --ccache /tmp/cc
     klist /tmp/cc
+
+With --keytab the client authenticates with PA-ENC-TIMESTAMP under its keytab keys (the
+principal's highest kvno); --principal may be left out when the keytab holds one principal.
 
 DIR holds cert.pem and key.pem (and issuer.pem) as `kerbtel pki` writes them. The principal
 defaults to the certificate's id-pkinit-san, the realm to the principal's, the service to
@@ -20,7 +25,16 @@ from pathlib import Path
 from common import pki
 from common.ccache import Ccache
 from common.cli import CliError
-from common.krb5client import AsClientConfig, AsExchange, AsResult, ClientIdentity, KrbClientError, send_to_kdc
+from common.keytab import Keytab, KeytabFormatError
+from common.krb5client import (
+    AsClientConfig,
+    AsExchange,
+    AsResult,
+    ClientIdentity,
+    KeyIdentity,
+    KrbClientError,
+    send_to_kdc,
+)
 from common.principal import Principal, PrincipalSyntaxError
 
 
@@ -57,9 +71,36 @@ async def _exchange(config: AsClientConfig, host: str, port: int, transport: str
         request = step.request
 
 
+def _keytab_config(args: argparse.Namespace) -> AsClientConfig:
+    try:
+        keytab = Keytab.load(args.keytab)
+    except (OSError, KeytabFormatError) as exc:
+        raise CliError(f"--keytab {args.keytab}: {exc}") from None
+    try:
+        if args.principal:
+            client = Principal.parse(args.principal, default_realm=args.realm)
+        else:
+            principals = keytab.principals()
+            if len(principals) != 1:
+                names = ", ".join(str(p) for p in principals) or "none"
+                raise CliError(f"--keytab {args.keytab} holds {len(principals)} principals ({names}); give --principal")
+            client = principals[0]
+        realm = args.realm or client.realm
+        service = Principal.parse(args.service, default_realm=realm) if args.service else None
+        identity = KeyIdentity.from_keytab(keytab, client)
+        return AsClientConfig(identity=identity, client=client, realm=realm, service=service,
+                              lifetime=dt.timedelta(seconds=args.lifetime))
+    except PrincipalSyntaxError as exc:
+        raise CliError(str(exc)) from None
+    except ValueError as exc:
+        raise CliError(f"--keytab {args.keytab}: {exc}") from None
+
+
 def _cmd_kinit(args: argparse.Namespace) -> int:
-    identity, issuers = _load_identity(Path(args.identity))
     host, port = _kdc_address(args.kdc)
+    if args.keytab:
+        return _run(_keytab_config(args), host, port, args)
+    identity, issuers = _load_identity(Path(args.identity))
     try:
         if args.principal:
             client = Principal.parse(args.principal)
@@ -94,6 +135,10 @@ def _cmd_kinit(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    return _run(config, host, port, args)
+
+
+def _run(config: AsClientConfig, host: str, port: int, args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(_exchange(config, host, port, args.transport, args.timeout))
     except KrbClientError as exc:
@@ -109,10 +154,13 @@ def _cmd_kinit(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("kinit", help="get a ticket with PKINIT into an MIT ccache",
                                    description=__doc__.split("\n\n")[0])
-    parser.add_argument("--identity", required=True, metavar="DIR", help="directory with cert.pem, key.pem (issuer.pem)")
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--identity", metavar="DIR", help="PKINIT: directory with cert.pem, key.pem (issuer.pem)")
+    who.add_argument("--keytab", metavar="FILE", help="PA-ENC-TIMESTAMP with the principal's keys from FILE")
     parser.add_argument("--kdc", required=True, metavar="HOST:PORT", help="the KDC to ask")
     parser.add_argument("--service", metavar="PRINCIPAL", help="service principal (default krbtgt/REALM)")
-    parser.add_argument("--principal", help="client principal (default: the certificate's id-pkinit-san)")
+    parser.add_argument("--principal", help="client principal (default: the certificate's id-pkinit-san, "
+                                            "or the keytab's only principal)")
     parser.add_argument("--realm", help="realm (default: the client principal's)")
     parser.add_argument("--mode", choices=["dh", "ecdh", "rsa"], default="dh", help="reply-key delivery (default dh)")
     parser.add_argument("--dh-group", type=int, choices=[14, 15, 16], default=14, help="MODP group for dh (default 14)")
