@@ -16,6 +16,9 @@
   also gives `PeerLost`. The owner then re-keys and starts a new agent.
 - OPTIONS from the SC are answered 200; other requests 405; malformed ones get the SIP
   library's 4xx.
+- Calls: with a `call_handler` attached (`ctad.calls.CallAgent` attaches itself), INVITE, BYE,
+  CANCEL, INFO and ACK, and the responses and timeouts of transactions that are not the agent's
+  own REGISTER/OPTIONS, go to it (`on_request`, `on_ack`, `on_response`, `on_timeout`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Callable, Union
 
 from common.sip.message import NameAddr, SipParseError, SipUri, make_response, response_for_error, check_request
 from common.sip.transaction import (
+    AckReceived,
     MalformedMessage,
     RequestReceived,
     ResponseReceived,
@@ -40,6 +44,7 @@ from common.sip.ua import IdGenerator, build_options, build_register
 __all__ = ["AllRegistered", "CtaUserAgent", "LineRegistered", "PeerLost", "RegisterFailed"]
 
 Address = tuple[str, int]
+CALL_METHODS = frozenset({"INVITE", "BYE", "CANCEL", "INFO"})
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,7 @@ class CtaUserAgent:
         self._announced = False
         self.lost = False
         self.peer: Address = (self.domain, self.sc_port)
+        self.call_handler = None  # ctad.calls.CallAgent, see the module docstring
 
     # -- outputs --------------------------------------------------------------------------
 
@@ -211,16 +217,20 @@ class CtaUserAgent:
 
     def _drain(self, now: float) -> None:
         while (event := self.layer.next_event()) is not None:
+            handler = self.call_handler
             if isinstance(event, ResponseReceived):
                 status = event.response.status
-                if status < 200:
-                    continue
                 if event.key == self._ka_key:
-                    self._ka_key = None
-                    self._ka_deadline = None
+                    if status >= 200:
+                        self._ka_key = None
+                        self._ka_deadline = None
                     continue
                 line = self._line_for(event.key)
                 if line is None:
+                    if handler is not None:
+                        handler.on_response(event, now)
+                    continue
+                if status < 200:
                     continue
                 line.key = None
                 if 200 <= status < 300:
@@ -239,16 +249,25 @@ class CtaUserAgent:
             elif isinstance(event, (Timeout, TransportError)):
                 if event.key == self._ka_key or self._line_for(event.key) is not None:
                     self._lose("no answer from the SC")
+                elif handler is not None:
+                    handler.on_timeout(event, now)
+            elif isinstance(event, AckReceived):
+                if handler is not None:
+                    handler.on_ack(event, now)
             elif isinstance(event, RequestReceived):
                 request = event.request
+                if handler is not None and request.method in CALL_METHODS:
+                    handler.on_request(event, now)
+                    continue
+                allow = "OPTIONS" if handler is None else "OPTIONS, INVITE, ACK, BYE, CANCEL, INFO"
                 try:
                     check_request(request)
                     if request.method == "OPTIONS":
                         response = make_response(request, 200, to_tag=self.ids.tag(),
-                                                 headers=[("Allow", "OPTIONS")])
+                                                 headers=[("Allow", allow)])
                     else:
                         response = make_response(request, 405, to_tag=self.ids.tag(),
-                                                 headers=[("Allow", "OPTIONS")])
+                                                 headers=[("Allow", allow)])
                 except SipParseError as exc:
                     response = response_for_error(request, exc)
                 if response is not None:

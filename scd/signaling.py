@@ -19,7 +19,11 @@ What the engine answers:
   numbers. A ticket with neither element: 403 unless `allow_unlisted_numbers`. Expires 0 (or
   `Contact: *` with Expires 0) removes the binding; 0 < expires < `min_expires` is 423 with
   Min-Expires; longer than `max_expires` is shortened. A REGISTER without Contact is a query.
-- OPTIONS: 200 (keep-alive). ACK: absorbed. Anything else: 405 with Allow (calls come later).
+- OPTIONS: 200 (keep-alive). ACK: absorbed. Anything else: 405 with Allow.
+- Calls: with a `call_handler` attached (`scd.calls.CallEngine` attaches itself), INVITE, ACK,
+  BYE, CANCEL and INFO, the responses to the handler's requests and their timeouts go to it
+  (`on_cta_request`, `on_cta_ack`, `on_cta_response`, `on_cta_timeout`), and closing a channel
+  tells it (`on_channel_closed`) so it can tear that CTA's calls down.
 - Malformed requests: the transaction layer's 4xx (`response_for_error`); unknown Require: 420.
 
 Registrations expire (`RegistrationExpired`); with `keepalive_interval` > 0 the SC also sends
@@ -49,12 +53,14 @@ from common.sip.message import (
     response_for_error,
 )
 from common.sip.transaction import (
+    AckReceived,
     MalformedMessage,
     RequestReceived,
     ResponseReceived,
     Timeout,
     TimerConfig,
     TransactionLayer,
+    TransportError,
 )
 from common.sip.ua import IdGenerator, build_options
 
@@ -75,6 +81,8 @@ __all__ = [
 
 Address = tuple[str, int]
 ALLOWED_METHODS = "REGISTER, OPTIONS"
+CALL_METHODS = frozenset({"INVITE", "BYE", "CANCEL", "INFO"})
+ALLOWED_WITH_CALLS = "REGISTER, OPTIONS, INVITE, ACK, BYE, CANCEL, INFO"
 
 
 @dataclass(frozen=True)
@@ -213,6 +221,7 @@ class SignalingEngine:
         self._out: list[tuple[str, bytes, int]] = []
         self._events: deque[Event] = deque()
         self.stats = {"requests": 0, "malformed": 0, "refused": 0, "options": 0}
+        self.call_handler = None  # scd.calls.CallEngine, see the module docstring
 
     # -- channels -------------------------------------------------------------------------
 
@@ -232,10 +241,16 @@ class SignalingEngine:
         channel = self.channels.pop(principal, None)
         if channel is not None:
             self._drop_numbers(channel, reason)
+            if self.call_handler is not None:
+                self.call_handler.on_channel_closed(principal, reason)
 
     def registered_numbers(self, principal: str) -> set[str]:
         channel = self.channels.get(principal)
         return set(channel.numbers) if channel else set()
+
+    @property
+    def allowed_methods(self) -> str:
+        return ALLOWED_METHODS if self.call_handler is None else ALLOWED_WITH_CALLS
 
     # -- outputs --------------------------------------------------------------------------
 
@@ -293,20 +308,32 @@ class SignalingEngine:
 
     def _drain(self, principal: str, channel: _Channel, now: float) -> None:
         while (event := channel.layer.next_event()) is not None:
+            handler = self.call_handler
             if isinstance(event, RequestReceived):
                 self.stats["requests"] += 1
-                self._on_request(channel, event.request, now)
+                if handler is not None and event.request.method in CALL_METHODS:
+                    handler.on_cta_request(principal, event, now)
+                else:
+                    self._on_request(channel, event.request, now)
+            elif isinstance(event, AckReceived):
+                if handler is not None:
+                    handler.on_cta_ack(principal, event, now)
             elif isinstance(event, MalformedMessage):
                 self.stats["malformed"] += 1
                 self._events.append(MalformedRequest(principal, event.error.reason, event.responded))
             elif isinstance(event, ResponseReceived):
-                if event.key == channel.keepalive_key and event.response.status >= 200:
-                    channel.keepalive_key = None
-            elif isinstance(event, Timeout):
                 if event.key == channel.keepalive_key:
+                    if event.response.status >= 200:
+                        channel.keepalive_key = None
+                elif handler is not None:
+                    handler.on_cta_response(principal, event, now)
+            elif isinstance(event, (Timeout, TransportError)):
+                if isinstance(event, Timeout) and event.key == channel.keepalive_key:
                     channel.keepalive_key = None
                     self._drop_numbers(channel, "keep-alive lost")
                     self._events.append(KeepAliveLost(principal))
+                elif handler is not None:
+                    handler.on_cta_timeout(principal, event, now)
 
     def _respond(self, channel: _Channel, request: SipRequest, status: int, reason: str | None = None,
                  headers: tuple[tuple[str, str], ...] = (), now: float = 0.0) -> None:
@@ -322,10 +349,10 @@ class SignalingEngine:
                 self._respond(channel, request, status, headers=headers, now=now)
             elif request.method == "OPTIONS":
                 self.stats["options"] += 1
-                self._respond(channel, request, 200, headers=(("Allow", ALLOWED_METHODS),
+                self._respond(channel, request, 200, headers=(("Allow", self.allowed_methods),
                                                               ("Accept", "application/sdp")), now=now)
             else:
-                raise _Refusal(405, "Method Not Allowed", (("Allow", ALLOWED_METHODS),))
+                raise _Refusal(405, "Method Not Allowed", (("Allow", self.allowed_methods),))
         except SipParseError as exc:  # a header that only failed when we read it, or 420
             self.stats["malformed"] += 1
             response = response_for_error(request, exc)
