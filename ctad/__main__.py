@@ -2,7 +2,9 @@
 
 First half (issue 4): device identity, PKINIT with the KDC (ticket cached across restarts), the
 AP exchange with its SC, ESP, REGISTER of its lines and keep-alives, re-establishing on its own
-(ctad/service.py). Exit codes as for every kerbtel daemon (docs/operations.md); 2 = invalid
+(ctad/service.py). Second half (issue 5): with `[line]`, the line side for local softphones
+(registrar and B2BUA, ctad/line.py), calls with the SC (ctad/calls.py) and per-call media
+(ctad/media.py). Exit codes as for every kerbtel daemon (docs/operations.md); 2 = invalid
 configuration.
 """
 

@@ -31,6 +31,18 @@
     max = 60.0
     jitter = 0.3                      # +- this fraction, so CTAs do not retry in lock step
 
+    [line]                            # the line side for softphones (ctad/line.py); absent: no calls
+    listen = "127.0.0.1:5062"         # SIP registrar/UA on UDP; softphones dial sip:NUMBER@HOST:PORT
+    phone = "127.0.0.1:5070"          # optional: rung when no softphone registered the number
+    register_min_expires = 10
+    register_max_expires = 86400
+    ring_timeout = 120.0              # an unanswered phone is CANCELled, the caller gets 480
+    t1 = 0.5                          # SIP T1 on the line side
+
+    [media]                           # the per-call media relay (ctad/media.py)
+    host = "127.0.0.1"                # network leg: where the remote CTA sends SRTP (goes into SDP)
+    backend = "auto"                  # auto (libsrtp when installed) | libsrtp | python
+
     [key_log]
     path = "keys.jsonl"               # opt-in (mode 0600)
 """
@@ -117,6 +129,26 @@ class BackoffSection:
 
 
 @dataclass(frozen=True)
+class LineSection:
+    listen: HostPort | None = None  # None: no line side, and the CTA takes no calls
+    phone: HostPort | None = None
+    register_min_expires: Annotated[int, Range(1, 86400)] = 10
+    register_max_expires: Annotated[int, Range(1, 7 * 86400)] = 86400
+    ring_timeout: Annotated[float, Range(1, 3600)] = 120.0
+    t1: Annotated[float, Range(0.01, 10)] = 0.5
+
+    def __post_init__(self) -> None:
+        if self.register_min_expires > self.register_max_expires:
+            raise ValueError("register_min_expires is larger than register_max_expires")
+
+
+@dataclass(frozen=True)
+class MediaSection:
+    host: str = "127.0.0.1"
+    backend: Literal["auto", "libsrtp", "python"] = "auto"
+
+
+@dataclass(frozen=True)
 class KeyLogSection:
     path: Path | None = None
 
@@ -128,6 +160,8 @@ class CtadConfig:
     sc: ScSection
     signaling: SignalingSection = field(default_factory=SignalingSection)
     backoff: BackoffSection = field(default_factory=BackoffSection)
+    line: LineSection = field(default_factory=LineSection)
+    media: MediaSection = field(default_factory=MediaSection)
     key_log: KeyLogSection = field(default_factory=KeyLogSection)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 

@@ -20,6 +20,11 @@ they come from) and decides when to start over. States, each logged as `{"event"
 - Backoff: exponential from `[backoff] initial` to `max`, +- `jitter`, reset once registered.
 - A fresh SA pair from an AP exchange starts a new user agent (REGISTER every line again: a
   restarted SC has lost them); an SA pair from a Rekey is used silently.
+- Calls (with `[line] listen` set): a second UDP socket serves softphones (`ctad.line.LineSide`,
+  registrar and B2BUA), a `ctad.calls.CallAgent` rides on each user agent, and every call gets a
+  `ctad.media.MediaSession` (line RTP/RTCP on the line host, the network leg on `[media] host`).
+  A new user agent (the SC was lost) ends the calls of the old one towards the phones. Without
+  `[line]` the CTA takes no calls (INVITEs from the SC get 405), as before.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ from common.esp import EspError, NEXT_HEADER_UDP, inner_udp, parse_inner_udp
 from common.logsetup import Counters, get_logger
 from common.keylog import KeyLog
 
+from ctad.calls import CallAgent
 from ctad.config import CtadConfig
+from ctad.line import LineCallEnded, LineConfig, LineSide, PhoneRegistered, StartMedia, StopMedia
 from ctad.signaling import AllRegistered, CtaUserAgent, LineRegistered, PeerLost, RegisterFailed
 
 __all__ = ["Backoff", "CtaService"]
@@ -41,6 +48,7 @@ __all__ = ["Backoff", "CtaService"]
 log = get_logger("ctad")
 km_log = get_logger("ctad.km")
 esp_log = get_logger("ctad.esp")
+line_log = get_logger("ctad.line")
 
 
 class Backoff:
@@ -101,6 +109,11 @@ class CtaService:
         self._ticket_timer: asyncio.TimerHandle | None = None
         self._need_ticket = asyncio.Event()
         self.registered: tuple[str, ...] = ()
+        self.agent: CallAgent | None = None
+        self.line: LineSide | None = None
+        self._line_udp: _Udp | None = None
+        self.media: dict[str, object] = {}  # line call id -> MediaSession
+        self._media_tasks: set[asyncio.Task] = set()
 
     # -- Service protocol -------------------------------------------------------------------
 
@@ -122,6 +135,8 @@ class CtaService:
         _, self._udp = await self.loop.create_datagram_endpoint(lambda: _Udp(self._on_datagram),
                                                                 local_addr=(local.host, local.port))
         self.local = HostPort(*self._udp.transport.get_extra_info("sockname")[:2])
+        if self.cfg.line.listen is not None:
+            await self._start_line()
         log.info("starting", principal=str(self.client), sc=str(self.service), km=str(self.cfg.sc.km),
                  esp=str(self.cfg.sc.esp), local=str(self.local), numbers=list(self.cfg.cta.numbers))
         self._task = asyncio.create_task(self._tickets())
@@ -138,10 +153,22 @@ class CtaService:
                 pass
         if self._udp is not None and self._udp.transport is not None:
             self._udp.transport.close()
+        for task in list(self._media_tasks):
+            task.cancel()
+        for session in list(self.media.values()):
+            await session.stop()
+        self.media.clear()
+        if self._line_udp is not None and self._line_udp.transport is not None:
+            self._line_udp.transport.close()
 
     def status(self) -> str:
         lines = ", ".join(self.registered) or "no lines"
-        return f"{self.state}; {lines}; ap={self.counters['ap_exchanges']} sc_lost={self.counters['sc_lost']}"
+        text = f"{self.state}; {lines}; ap={self.counters['ap_exchanges']} sc_lost={self.counters['sc_lost']}"
+        if self.line is not None:
+            s = self.line.stats()
+            text += (f"; line {self.line_address.host}:{self.line_address.port} calls out={s['calls_from_phone']}"
+                     f" in={s['calls_to_phone']} active={s['active']} completed={s['completed']} failed={s['failed']}")
+        return text
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -313,6 +340,9 @@ class CtaService:
             list(self.cfg.cta.numbers), domain=self.cfg.domain, local_host=self.local.host,
             local_port=sig.sip_port, sc_port=sig.sip_port, register_expires=sig.register_expires,
             keepalive_interval=sig.keepalive_interval, keepalive_timeout=sig.keepalive_timeout, t1=sig.t1)
+        if self.line is not None:
+            self.agent = CallAgent(self.ua)
+            self.line.attach(self.agent, self.loop.time())
         self._set_state("registering")
         self.ua.start(self.loop.time())
         self._flush_ua()
@@ -341,8 +371,10 @@ class CtaService:
             self._flush_ua()
 
     def _flush_ua(self) -> None:
+        self._pump_calls()
         ua = self.ua
         if ua is None:
+            self._flush_line()
             return
         sa = self.km.outbound_sa()
         port = self.cfg.signaling.sip_port
@@ -373,10 +405,15 @@ class CtaService:
                 self._set_state(state, lines=list(event.registered), refused=list(event.refused))
             elif isinstance(event, PeerLost):
                 self._sc_lost(event.reason)
+        self._flush_line()
 
     def _sc_lost(self, reason: str) -> None:
         self.counters.count("sc_lost")
         self.registered = ()
+        if self.line is not None:
+            self.agent = None
+            self.line.attach(None, self.loop.time())
+            self._pump_calls()
         delay = self.backoff.next()
         self._set_state("backoff", reason=reason, retry_in=round(delay, 2))
         if self._delayed is not None:
@@ -387,7 +424,9 @@ class CtaService:
 
     def _rearm(self) -> None:
         deadlines = [t for t in (self.km.get_timer() if self.km else None,
-                                 self.ua.get_timer() if self.ua else None) if t is not None]
+                                 self.ua.get_timer() if self.ua else None,
+                                 self.agent.get_timer() if self.agent else None,
+                                 self.line.get_timer() if self.line else None) if t is not None]
         when = min(deadlines) if deadlines else None
         if self._timer is not None:
             if when is not None and self._timer.when() == when:
@@ -402,7 +441,96 @@ class CtaService:
         now = self.loop.time()
         if self.km is not None:
             self._km_events(self.km.handle_timer(now, _utcnow()))
-        if self.ua is not None:
+        if self.agent is not None and self.agent.ua is self.ua:
+            self.agent.handle_timer(now)  # drives the user agent's timers too
+        elif self.ua is not None:
             self.ua.handle_timer(now)
-            self._flush_ua()
+        if self.line is not None:
+            self.line.handle_timer(now)
+        self._flush_ua()
+        self._rearm()
+
+    # -- the line side and media -------------------------------------------------------------------
+
+    async def _start_line(self) -> None:
+        section = self.cfg.line
+        listen = section.listen
+        _, self._line_udp = await self.loop.create_datagram_endpoint(lambda: _Udp(self._on_line_datagram),
+                                                                     local_addr=(listen.host, listen.port))
+        self.line_address = HostPort(*self._line_udp.transport.get_extra_info("sockname")[:2])
+        from common.sip.transaction import TimerConfig
+
+        self.line = LineSide(LineConfig(
+            numbers=tuple(self.cfg.cta.numbers), host=self.line_address.host, port=self.line_address.port,
+            phone=(section.phone.host, section.phone.port) if section.phone else None,
+            min_expires=section.register_min_expires, max_expires=section.register_max_expires,
+            ring_timeout=section.ring_timeout, timers=TimerConfig(t1=section.t1, t2=max(4.0, section.t1))))
+        line_log.info("line side", listen=f"{self.line_address.host}:{self.line_address.port}",
+                      phone=str(section.phone) if section.phone else None, numbers=list(self.cfg.cta.numbers))
+
+    def _on_line_datagram(self, data: bytes, addr) -> None:
+        if self.line is None:
+            return
+        self.line.receive_datagram(data, (addr[0], addr[1]), self.loop.time())
+        self._flush_ua()
+        self._rearm()
+
+    def _pump_calls(self) -> None:
+        """CallAgent events to the line side and the line side's events to us, until both are quiet."""
+        line = self.line
+        if line is None:
+            return
+        now = self.loop.time()
+        while True:
+            moved = False
+            if self.agent is not None:
+                while (event := self.agent.next_event()) is not None:
+                    moved = True
+                    line.on_call_event(event, now)
+            while (event := line.next_event()) is not None:
+                moved = True
+                self._line_event(event)
+            if not moved:
+                return
+
+    def _flush_line(self) -> None:
+        if self.line is None or self._line_udp is None or self._line_udp.transport is None:
+            return
+        for data, address in self.line.datagrams_to_send():
+            self._line_udp.transport.sendto(data, address)
+
+    def _line_event(self, event) -> None:
+        if isinstance(event, StartMedia):
+            self._spawn(self._start_media(event))
+        elif isinstance(event, StopMedia):
+            session = self.media.pop(event.call, None) or event.media
+            self._spawn(session.stop())
+        elif isinstance(event, PhoneRegistered):
+            line_log.info("phone registered", number=event.number, contact=event.contact, expires=event.expires)
+        elif isinstance(event, LineCallEnded):
+            line_log.info("call ended", call_id=event.sc_call_id, line_call_id=event.call, reason=event.reason,
+                          established=event.established)
+
+    def _spawn(self, coroutine) -> None:
+        task = self.loop.create_task(coroutine)
+        self._media_tasks.add(task)
+        task.add_done_callback(self._media_tasks.discard)
+
+    async def _start_media(self, event: StartMedia) -> None:
+        from ctad.media import MediaRelay, MediaSession
+
+        backend = None if self.cfg.media.backend == "auto" else self.cfg.media.backend
+        relay = MediaRelay.for_call(event.call, event.role, backend=backend)  # type: ignore[arg-type]
+        session = MediaSession(relay, line_host=self.line_address.host, network_host=self.cfg.media.host)
+        try:
+            await session.start()
+        except OSError as exc:
+            line_log.warning("media start failed", line_call_id=event.call, error=str(exc))
+            if self.line is not None:
+                self.line.media_failed(event.call, str(exc), self.loop.time())
+        else:
+            self.media[event.call] = session
+            if self.line is None or not self.line.media_started(event.call, session, self.loop.time()):
+                self.media.pop(event.call, None)
+        self._flush_ua()
         self._rearm()

@@ -15,9 +15,14 @@ Layout (every path in the manifest is absolute):
     DIR/pki/operator-ca/ca.pem|ca.key
     DIR/kdc/cert.pem|key.pem|issuer.pem  the KDC certificate (operator CA)
     DIR/scs/scN/sc.keytab                keytab of sc/scN.<realm lowercase>@REALM
-    DIR/scs/scN/scd.toml                 scd's config (km and ESP ports on 127.0.0.1)
+    DIR/scs/scN/scd.toml                 scd's config (km and ESP ports on 127.0.0.1; [calls],
+                                         [peering] with the other SC, [li])
+    DIR/scs/scN/li/                      scN's lawful-intercept store (written by scd)
+    DIR/li/intercept.key|intercept.pub   the intercept key pair (X25519; the SCs get the .pub,
+                                         `kerbtel li export --key` takes the .key)
     DIR/ctas/ctaN/ctad.toml              ctad's config (all CTAs use sc1); its ticket cache is
-                                         DIR/ctas/ctaN/ccache
+                                         DIR/ctas/ctaN/ccache; its [line] side (softphones
+                                         register with / dial sip:NUMBER@) is ctas[].line
     DIR/scs/scN/keys.jsonl, DIR/ctas/ctaN/keys.jsonl
                                          the opt-in key logs (only with key_log=True / --key-log)
     DIR/ctas/ctaN/                       one CTA identity:
@@ -30,9 +35,17 @@ Layout (every path in the manifest is absolute):
 Manifest: {"realm", "krb5_conf", "kdc": {"config", "tcp", "udp", "cert", "key", "anchor"},
 "scs": [{"name", "principal", "keytab", "config", "km", "esp", "key_log"}], "ctas": [{"name",
 "principal", "provisioned", "identity_dir", "cert", "key", "issuer_anchor", "config", "sc",
-"numbers", "key_log"}]}; "tcp"/"udp"/"km"/"esp" are "127.0.0.1:PORT"; "key_log" is a path or
+"numbers", "line", "key_log"}], "li": {"private_key", "public_key", "stores": {SC name: directory}}};
+"tcp"/"udp"/"km"/"esp" are "127.0.0.1:PORT"; "key_log" is a path or
 null; "sc" names the SC a CTA uses; provisioned CTAs come first (cta1, cta2), then the
 factory-fresh one (cta3).
+
+Numbering (scd `[calls]`): each SC owns the numbers of the CTAs it serves (`ctas[].sc`) and
+routes the other SC's numbers to it over the SC-to-SC link (`[peering]`, the SC whose principal
+sorts first initiates). Both SCs alias the CSR code 611 to CSR_LINE (cta1's number, so a
+factory-fresh CTA reaches a real phone in the demo) and the emergency code 911 to
+EMERGENCY_LINE, a number sc2 owns and no CTA registers (so 911 from a CTA on sc1 crosses to sc2,
+which answers 480 until a PSAP line registers it).
 
 The scd/ctad configs are tuned for a loopback demo (quick keep-alives and backoff, so a
 restarted scd has every CTA registered again within seconds; docs/operations.md).
@@ -49,6 +62,7 @@ another process could take it before kdcd starts, which is fine for a throw-away
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -65,10 +79,13 @@ __all__ = ["CtaIdentity", "Deployment", "DeploymentError", "ScIdentity", "create
 MANIFEST = "deployment.json"
 # Everything create_deployment writes at the top of DIR (what --force replaces).
 _OWNED = ("deployment.json", "krb5.conf", "kdcd.toml", "kdcd.db", "kdcd.db.mkey", "kdcd.db-wal", "kdcd.db-shm",
-          "pki", "kdc", "scs", "ctas")
+          "pki", "kdc", "scs", "ctas", "li")
 PHONE_NUMBERS = ("+15551230001", "+15551230002")
 CSR_NUMBERS = ("611",)
 EMERGENCY_NUMBERS = ("911",)
+CSR_LINE = PHONE_NUMBERS[0]  # where both SCs send the CSR code (scd [calls] aliases)
+EMERGENCY_LINE = "+15552340911"  # where both SCs send the emergency code; owned by EMERGENCY_SC
+EMERGENCY_SC = "sc2"
 
 
 class DeploymentError(Exception):
@@ -100,6 +117,7 @@ class CtaIdentity:
     config: Path | None = None
     sc: str = "sc1"
     key_log: Path | None = None
+    line_port: int = 0  # ctad's line side (softphones), UDP on the deployment host
 
 
 @dataclass(frozen=True)
@@ -118,6 +136,8 @@ class Deployment:
     master_key: Path
     scs: list[ScIdentity] = field(default_factory=list)
     ctas: list[CtaIdentity] = field(default_factory=list)
+    li_private_key: Path | None = None
+    li_public_key: Path | None = None
 
     @property
     def kdc_address(self) -> str:
@@ -159,10 +179,16 @@ class Deployment:
                     "config": str(c.config) if c.config else None,
                     "sc": c.sc,
                     "numbers": [c.phone_number] if c.phone_number else [],
+                    "line": f"{self.host}:{c.line_port}" if c.line_port else None,
                     "key_log": str(c.key_log) if c.key_log else None,
                 }
                 for c in sorted(self.ctas, key=lambda c: not c.provisioned)
             ],
+            "li": {
+                "private_key": str(self.li_private_key) if self.li_private_key else None,
+                "public_key": str(self.li_public_key) if self.li_public_key else None,
+                "stores": {s.name: str(s.config.parent / "li") for s in self.scs if s.config},
+            },
         }
 
 
@@ -315,6 +341,8 @@ def create_deployment(
                 name, str(principal), keytab_path, config=sc_dir / "scd.toml", km_port=km_port,
                 esp_port=esp_port, key_log=sc_dir / "keys.jsonl" if key_log else None))
 
+        taken = (port, *(p for s in deployment.scs for p in (s.km_port, s.esp_port)))
+        line_ports = free_udp_ports(3, host, exclude=taken)  # ctad [line] listen, one per CTA
         for index, provisioned in ((1, True), (2, True), (3, False)):
             name = f"cta{index}"
             mac = _random_mac()
@@ -352,9 +380,14 @@ def create_deployment(
                     config=cta_dir / "ctad.toml",
                     sc="sc1",
                     key_log=cta_dir / "keys.jsonl" if key_log else None,
+                    line_port=line_ports[index - 1],
                 )
             )
 
+    from common.li import generate_key_pair
+
+    li_private, li_public = generate_key_pair(root / "li")
+    deployment = dataclasses.replace(deployment, li_private_key=li_private, li_public_key=li_public)
     _write(deployment.kdc_config, _kdcd_toml(deployment))
     for sc in deployment.scs:
         _write(sc.config, _scd_toml(deployment, sc))
@@ -421,6 +454,7 @@ grace_period = 300
 [signaling]
 domain = {_toml_str(domain)}
 
+{_scd_calls_toml(d, sc)}
 [key_log]
 {key_log}
 
@@ -428,6 +462,49 @@ domain = {_toml_str(domain)}
 level = "info"
 format = "auto"
 """
+
+
+def _sc_numbers(d: Deployment, sc: ScIdentity) -> list[str]:
+    """What `sc` owns: the numbers of the CTAs it serves, and the emergency line on EMERGENCY_SC."""
+    numbers = [c.phone_number for c in d.ctas if c.sc == sc.name and c.phone_number]
+    if sc.name == EMERGENCY_SC:
+        numbers.append(EMERGENCY_LINE)
+    return numbers
+
+
+def _toml_table(mapping: dict[str, str]) -> str:
+    return "{ " + ", ".join(f"{_toml_str(k)} = {_toml_str(v)}" for k, v in mapping.items()) + " }" if mapping else "{}"
+
+
+def _scd_calls_toml(d: Deployment, sc: ScIdentity) -> str:
+    """scd's [calls], [peering] and [li] tables (docs/operations.md, "Calls and peering in scd")."""
+    others = [o for o in d.scs if o.name != sc.name]
+    routes = {n: o.name for o in others for n in _sc_numbers(d, o)}
+    aliases = {CSR_NUMBERS[0]: CSR_LINE, EMERGENCY_NUMBERS[0]: EMERGENCY_LINE}
+    peers = "".join(f"""
+[[peering.peers]]
+name = {_toml_str(o.name)}
+principal = {_toml_str(o.principal)}
+km = {_toml_str(f"{d.host}:{o.km_port}")}
+esp = {_toml_str(f"{d.host}:{o.esp_port}")}
+""" for o in others)
+    li = ""
+    if d.li_public_key is not None:
+        li = f"""
+[li]
+store = "li"
+public_key = {_toml_str(os.path.relpath(d.li_public_key, sc.config.parent))}
+"""
+    return f"""[calls]
+owned = {_toml_list(_sc_numbers(d, sc))}
+routes = {_toml_table(routes)}
+aliases = {_toml_table(aliases)}
+esp_suite = "AES-GCM-16"
+media_profile = "AES_CM_128_HMAC_SHA1_80"
+
+[peering]
+kdc = {_toml_str(d.kdc_address)}
+{peers}{li}"""
 
 
 def _ctad_toml(d: Deployment, cta: CtaIdentity) -> str:
@@ -469,6 +546,13 @@ register_expires = 3600
 initial = 0.5
 max = 3.0
 jitter = 0.3
+
+[line]
+listen = {_toml_str(f"{d.host}:{cta.line_port}")}
+# phone = "127.0.0.1:5070"            # a softphone to ring when none registered the number
+
+[media]
+host = {_toml_str(d.host)}
 
 [key_log]
 {key_log}

@@ -1,7 +1,8 @@
 """`scd -c /etc/kerbtel/scd.toml` (or `python -m scd -c ...`): the signaling-controller daemon.
 
 Key management (pktc) and ESP-protected SIP signaling for the CTAs holding tickets for this
-SC's principal (scd/server.py). Exit codes: 0 clean stop; 1 a part failed to start or failed
+SC's principal; with `[calls]`, `[peering]` and `[li]` also call control, the SC-to-SC ESP
+links and the lawful-intercept store (scd/server.py). Exit codes: 0 clean stop; 1 a part failed to start or failed
 while running/stopping; 2 the configuration is invalid (one line on stderr naming the key,
 before anything starts); 130 interrupted during start-up.
 """

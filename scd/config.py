@@ -22,11 +22,32 @@
     [key_log]
     path = "keys.jsonl"              # opt-in: SAs and AP-REP sub-keys as JSON lines (mode 0600)
 
+    [calls]                          # scd.calls.CallConfig; absent: no calls (INVITE gets 405)
+    owned = ["+15551230001", "+15551230100-+15551230199"]   # prefixes or equal-length ranges
+    routes = { "+1555234" = "sc2" }  # dialed prefix -> peer SC name (a [[peering.peers]] name)
+    aliases = { "911" = "+15552340911" }
+    esp_suite = "AES-GCM-16"         # the CTA-to-CTA ESP suite the source SC hands out
+    media_profile = "AES_CM_128_HMAC_SHA1_80"
+
+    [peering]                        # scd.peers.PeeringConfig: the SC-to-SC ESP links
+    kdc = "127.0.0.1:88"
+    [[peering.peers]]
+    name = "sc2"
+    principal = "sc/sc2.example.test@EXAMPLE.TEST"
+    km = "127.0.0.1:1293"
+    esp = "127.0.0.1:4500"
+
+    [li]                             # optional lawful intercept store (common/li.py)
+    store = "li"                     # directory, 0700; one encrypted record per call
+    public_key = "intercept.pub"     # the agency's X25519 public key (PEM)
+
     [logging]
     level = "info"
 
 Relative paths are relative to the file's directory. `load_scd_config(path)` also checks that
-the keytab exists, is not readable by group/others, and holds a key for the principal.
+the keytab exists, is not readable by group/others, and holds a key for the principal, that
+every route names a configured peer, that no peer is this SC itself, and that the intercept
+public key loads, so a bad `[calls]`/`[peering]`/`[li]` stops scd before READY=1.
 """
 
 from __future__ import annotations
@@ -41,10 +62,13 @@ from common.config import ConfigError, HostPort, Range, load_config
 from common.esp import SUITE_3DES_SHA1, SUITE_AES_CBC_SHA256, SUITE_AES_GCM_16, Suite
 from common.logsetup import LoggingConfig
 
+from scd.calls import CallConfig
+from scd.peers import PeeringConfig
 from scd.signaling import SignalingConfig
 
 __all__ = [
     "KeyLogConfig",
+    "LiConfig",
     "ListenConfig",
     "ScConfig",
     "ScdConfig",
@@ -118,12 +142,32 @@ class KeyLogConfig:
 
 
 @dataclass(frozen=True)
+class LiConfig:
+    """Lawful intercept: every call's record, encrypted to `public_key`, appended under `store`."""
+
+    store: Path
+    public_key: Path
+
+
+@dataclass(frozen=True)
 class ScdConfig:
     sc: ScConfig
     listen: ListenConfig = field(default_factory=ListenConfig)
     signaling: SignalingConfig = field(default_factory=SignalingConfig)
+    calls: CallConfig | None = None
+    peering: PeeringConfig = field(default_factory=PeeringConfig)
+    li: LiConfig | None = None
     key_log: KeyLogConfig = field(default_factory=KeyLogConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def __post_init__(self) -> None:
+        peers = {p.name for p in self.peering.peers}
+        if self.calls is not None:
+            for prefix, peer in self.calls.routes.items():
+                if peer not in peers:
+                    raise ValueError(f"calls.routes[{prefix!r}] names {peer!r}, which is not a [[peering.peers]] name")
+        if self.li is not None and self.calls is None:
+            raise ValueError("[li] needs [calls] (intercept records are written per call)")
 
 
 def check_files(cfg: ScdConfig, source: str | None = None) -> None:
@@ -154,4 +198,14 @@ def load_scd_config(path: str | os.PathLike[str]) -> ScdConfig:
         raise ConfigError("sc.keytab", f"{cfg.sc.keytab}: {exc}", source=str(path)) from None
     if not keytab.keys_for(principal):
         raise ConfigError("sc.keytab", f"{cfg.sc.keytab} holds no key for {principal}", source=str(path))
+    for index, peer in enumerate(cfg.peering.peers):
+        if peer.principal_object.same_name(principal):
+            raise ConfigError(f"peering.peers[{index}].principal", "is this SC's own principal", source=str(path))
+    if cfg.li is not None:
+        from common.li import LiError, load_public_key
+
+        try:
+            load_public_key(cfg.li.public_key)
+        except LiError as exc:
+            raise ConfigError("li.public_key", str(exc), source=str(path)) from None
     return cfg

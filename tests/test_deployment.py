@@ -50,7 +50,7 @@ def _paths(manifest: dict) -> list[str]:
 
 def test_manifest_schema(deployment):
     directory, m = deployment
-    assert set(m) == {"realm", "krb5_conf", "kdc", "scs", "ctas"}
+    assert set(m) == {"realm", "krb5_conf", "kdc", "scs", "ctas", "li"}
     assert m["realm"] == "EXAMPLE.TEST"
     assert set(m["kdc"]) == {"config", "tcp", "udp", "cert", "key", "anchor"}
     host, port = m["kdc"]["tcp"].rsplit(":", 1)
@@ -63,7 +63,7 @@ def test_manifest_schema(deployment):
     for cta in m["ctas"]:
         assert set(cta) == {
             "name", "principal", "provisioned", "identity_dir", "cert", "key", "issuer_anchor",
-            "config", "sc", "numbers", "key_log",
+            "config", "sc", "numbers", "line", "key_log",
         }
         principal = Principal.parse(cta["principal"])
         assert principal.realm == "EXAMPLE.TEST" and principal.components[0] == "cta"

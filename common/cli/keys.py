@@ -9,6 +9,8 @@ one line, shell-quoted:
 - `-o esp.enable_encryption_decode:TRUE -o esp.enable_authentication_check:TRUE` and one
   `-o uat:esp_sa:"IPv4","SRC","DST","0xSPI","ENC","0xKEY","AUTH","0xKEY"` per SA (the 8 fields
   tshark 4.0 takes; `common.esp.wireshark_esp_sa`);
+  CTA-SC SAs and SC-SC SAs alike: scd logs the SA pair of a peer-SC link on both ends (the
+  initiator's and the responder's records of one pair are the same SAs, listed once);
 - `-d udp.port==N,pktc` for every SC key-management port and `-d udp.port==N,udpencap` for every
   ESP port other than 4500;
 - `-o kerberos.decrypt:TRUE -o kerberos.file:DIR/wireshark.keytab`, a keytab (0600) it writes
