@@ -22,7 +22,10 @@ class KeyLog:
 
     Lines: {"type": "esp_sa", "daemon", "spi", "suite", "enc_id", "auth_id", "enc_key", "salt",
     "auth_key", "src", "dst", "direction"} per SA direction and {"type": "ap_subkey", "daemon",
-    "principal", "enctype", "key", "sc_spi", "cta_spi"} per AP-REP sub-key. Hex strings.
+    "principal", "enctype", "key", "sc_spi", "cta_spi"} per AP-REP sub-key; ctad adds one
+    {"type": "call_keys", "call_ref", "call_id", "role", "spi", "media_profile", "media": {"a_to_b",
+    "b_to_a"}, "esp_suite", "enc_id", "auth_id", "esp": {"a_to_b", "b_to_a"}} per call when its
+    keys arrive (`call_keys`; printed by `kerbtel keys srtp`). Hex strings.
     """
 
     def __init__(self, path: Path | None, daemon: str) -> None:
@@ -58,6 +61,29 @@ class KeyLog:
                         "enc_id": suite.enc_id, "auth_id": suite.auth_id, "enc_key": dk.enc_key.hex(),
                         "salt": dk.salt.hex(), "auth_key": dk.auth_key.hex(), "src": src, "dst": dst,
                         "principal": principal})
+
+
+    def call_keys(self, event) -> None:
+        """One call's CTA-to-CTA keys from a `ctad.calls.CallKeysReady` (duck-typed).
+
+        Media: SSRC-independent master key || salt per direction (`MediaKeys.libsrtp_key()`, what
+        libsrtp's Policy takes); ESP: the CTA-to-CTA SA pair (A -> B uses `spi`, B -> A `spi` + 1).
+        Stored by direction, not by this CTA's tx/rx, so the records of both CTAs agree.
+        """
+        if self.path is None:
+            return
+        a_side = event.role == "A"
+        media = {"a_to_b": (event.media_tx if a_side else event.media_rx).libsrtp_key().hex(),
+                 "b_to_a": (event.media_rx if a_side else event.media_tx).libsrtp_key().hex()}
+        esp = {}
+        for direction, dk in (("a_to_b", event.esp_out if a_side else event.esp_in),
+                              ("b_to_a", event.esp_in if a_side else event.esp_out)):
+            esp[direction] = {"spi": dk.spi, "enc_key": dk.enc_key.hex(), "salt": dk.salt.hex(),
+                              "auth_key": dk.auth_key.hex()}
+        suite = event.esp_suite
+        self.write({"type": "call_keys", "call_ref": event.call_ref, "call_id": event.call_id, "role": event.role,
+                    "spi": event.spi, "media_profile": event.media_profile, "media": media,
+                    "esp_suite": suite.name, "enc_id": suite.enc_id, "auth_id": suite.auth_id, "esp": esp})
 
 
 def read_key_log(path: str | os.PathLike[str]) -> list[dict]:

@@ -759,7 +759,10 @@ class LineSide:
         if call.role == "A":
             if not call.final_sent:
                 if status is not None and status >= 300:
-                    self._respond_invite(call, status, now)
+                    # relay the SC's reason phrase too (e.g. 403 "Forbidden (unprovisioned CTA: ...)")
+                    prefix = f"{status} "
+                    phrase = reason[len(prefix):] if reason.startswith(prefix) and len(reason) > len(prefix) else None
+                    self._respond_invite(call, status, now, reason=phrase)
                 else:
                     self._respond_invite(call, 480, now, reason=f"Temporarily Unavailable ({reason})")
             else:

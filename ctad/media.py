@@ -692,7 +692,7 @@ class MediaSession:
         s = self.relay.stats()
         self.relay.log.info("media stopped", profile=s["profile"], backend=s["backend"],
                             encrypted_packets=s["encrypted_packets"], decrypted_packets=s["decrypted_packets"],
-                            dropped=sum(s["drops"].values()))
+                            dropped=sum(s["drops"].values()), drops=s["drops"])
 
     def _sockname(self, index: int) -> Address:
         transport = self.transports[index]

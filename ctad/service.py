@@ -38,7 +38,7 @@ from common.esp import EspError, NEXT_HEADER_UDP, inner_udp, parse_inner_udp
 from common.logsetup import Counters, get_logger
 from common.keylog import KeyLog
 
-from ctad.calls import CallAgent
+from ctad.calls import CallAgent, CallKeysReady
 from ctad.config import CtadConfig
 from ctad.line import LineCallEnded, LineConfig, LineSide, PhoneRegistered, StartMedia, StopMedia
 from ctad.signaling import AllRegistered, CtaUserAgent, LineRegistered, PeerLost, RegisterFailed
@@ -486,6 +486,8 @@ class CtaService:
             if self.agent is not None:
                 while (event := self.agent.next_event()) is not None:
                     moved = True
+                    if self.key_log.enabled and isinstance(event, CallKeysReady):
+                        self.key_log.call_keys(event)
                     line.on_call_event(event, now)
             while (event := line.next_event()) is not None:
                 moved = True

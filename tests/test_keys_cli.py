@@ -81,3 +81,49 @@ def test_without_key_log_is_an_error(tmp_path, capsys):
     create_deployment(tmp_path / "plain")
     assert kerbtel(["keys", "wireshark", str(tmp_path / "plain")]) == 2
     assert "--key-log" in capsys.readouterr().err
+
+
+def _call_keys_event(role: str, subkey: bytes, spi: int, profile: str = "AES_CM_128_HMAC_SHA1_80"):
+    from common.callkey import derive_call_esp_keys
+    from common.srtp import derive_media_keys
+    from ctad.calls import CallKeysReady
+
+    media = derive_media_keys(subkey, profile, spi)
+    esp = derive_call_esp_keys(subkey, SUITE_AES_GCM_16, spi)
+    tx, rx = media.for_cta(role)
+    out, inb = esp.for_cta(role)
+    return CallKeysReady(f"sip-{role}", "ab" * 16, role, spi, profile, tx, rx, SUITE_AES_GCM_16, out, inb, None), media, esp
+
+
+def test_call_keys_logged_by_both_ctas_agree_and_kerbtel_keys_srtp_prints_them(tmp_path, capsys):
+    from common.cli.keys import esp_sa_entries
+    from common.esp import wireshark_esp_sa
+
+    d = create_deployment(tmp_path / "d", key_log=True)
+    subkey, spi = bytes(range(32)), 0x10203040
+    event_a, media, esp = _call_keys_event("A", subkey, spi)
+    event_b, _, _ = _call_keys_event("B", subkey, spi)
+    KeyLog(d.ctas[0].key_log, "ctad").call_keys(event_a)
+    KeyLog(d.ctas[1].key_log, "ctad").call_keys(event_b)
+    rec_a, rec_b = (read_key_log(c.key_log)[-1] for c in d.ctas[:2])
+    assert rec_a["type"] == "call_keys" and rec_a["role"] == "A" and rec_b["role"] == "B"
+    for field in ("media", "esp", "spi", "call_ref", "media_profile", "esp_suite"):
+        assert rec_a[field] == rec_b[field], field
+    assert rec_a["media"] == {"a_to_b": media.a_to_b.libsrtp_key().hex(), "b_to_a": media.b_to_a.libsrtp_key().hex()}
+    assert rec_a["esp"]["b_to_a"]["spi"] == spi + 1
+    assert repr(event_a).count(subkey.hex()) == 0
+
+    assert kerbtel(["keys", "srtp", str(d.directory), "--json"]) == 0
+    (call,) = json.loads(capsys.readouterr().out)
+    assert call["call_ref"] == "ab" * 16 and call["spi"] == spi and call["profile"] == "AES_CM_128_HMAC_SHA1_80"
+    assert call["media"]["a_to_b"]["key"] == media.a_to_b.libsrtp_key().hex()
+    assert call["media"]["b_to_a"]["inline"] == media.b_to_a.sdes_inline()
+    assert kerbtel(["keys", "srtp", str(d.directory)]) == 0
+    text = capsys.readouterr().out
+    assert f"spi={spi}" in text and media.a_to_b.hex() in text
+    assert kerbtel(["keys", "srtp", str(d.directory), "--call", "cd" * 16]) == 2
+    capsys.readouterr()
+
+    # the CTA-to-CTA SA pair, once, matched on any address
+    entries = esp_sa_entries([rec_a, rec_b])
+    assert entries == [wireshark_esp_sa(SUITE_AES_GCM_16, esp.a_to_b), wireshark_esp_sa(SUITE_AES_GCM_16, esp.b_to_a)]

@@ -16,6 +16,12 @@ one line, shell-quoted:
 - `-o kerberos.decrypt:TRUE -o kerberos.file:DIR/wireshark.keytab`, a keytab (0600) it writes
   with every SC's keys, so tshark decrypts tickets, authenticators and the AP-REP sub-keys.
 
+`kerbtel keys srtp DIR [--call REF] [--json]`: the per-call keys the CTAs logged (ctad writes a
+`call_keys` record when a call's keys arrive): per call reference the media profile, the SPI and
+per direction ("A to B" = the caller's CTA sending) the SRTP master key || salt in hex (libsrtp's
+Policy key; `MediaKeys.libsrtp_key()`) and as SDES `inline:`, plus the CTA-to-CTA ESP SA pair.
+`kerbtel keys wireshark` also lists those CTA-to-CTA SAs (matched on any address).
+
 The output holds secrets (they are the point); it is meant for throw-away deployments.
 """
 
@@ -48,12 +54,42 @@ def esp_sa_entries(records) -> list[str]:
         keys = DirectionKeys(int(rec["spi"]), bytes.fromhex(rec["enc_key"]), bytes.fromhex(rec.get("salt", "")),
                              bytes.fromhex(rec.get("auth_key", "")))
         entries.append(wireshark_esp_sa(suite, keys, rec["src"], rec["dst"]))
+    for rec in records:  # CTA-to-CTA SA pairs of calls (both CTAs log the same pair)
+        if rec.get("type") != "call_keys":
+            continue
+        suite = suite_for(int(rec["auth_id"]), int(rec["enc_id"]))
+        for sa in rec["esp"].values():
+            ident = (sa["spi"], "*", "*")
+            if ident in seen:
+                continue
+            seen.add(ident)
+            keys = DirectionKeys(int(sa["spi"]), bytes.fromhex(sa["enc_key"]), bytes.fromhex(sa.get("salt", "")),
+                                 bytes.fromhex(sa.get("auth_key", "")))
+            entries.append(wireshark_esp_sa(suite, keys, "*", "*"))
     return entries
 
 
-def wireshark_options(directory: Path, *, keytab: Path | None = None) -> list[str]:
-    from common.esp import tshark_esp_options
-    from common.keytab import Keytab
+def call_keys(records, call_ref: str | None = None) -> list[dict]:
+    """One entry per call (the first `call_keys` record of each call reference), in log order."""
+    import base64
+
+    calls: dict[str, dict] = {}
+    for rec in records:
+        if rec.get("type") != "call_keys" or rec["call_ref"] in calls:
+            continue
+        if call_ref is not None and rec["call_ref"] != call_ref:
+            continue
+        media = {}
+        for direction, label in (("a_to_b", "A to B"), ("b_to_a", "B to A")):
+            key = bytes.fromhex(rec["media"][direction])
+            media[direction] = {"direction": label, "key": key.hex(),
+                                "inline": "inline:" + base64.b64encode(key).decode("ascii")}
+        calls[rec["call_ref"]] = {"call_ref": rec["call_ref"], "profile": rec["media_profile"], "spi": rec["spi"],
+                                  "media": media, "esp_suite": rec["esp_suite"], "esp": rec["esp"]}
+    return list(calls.values())
+
+
+def _load_records(directory: Path) -> tuple[dict, list[dict]]:
     from common.keylog import read_key_log
 
     try:
@@ -69,6 +105,14 @@ def wireshark_options(directory: Path, *, keytab: Path | None = None) -> list[st
     records = []
     for path in logs:
         records += read_key_log(path)
+    return manifest, records
+
+
+def wireshark_options(directory: Path, *, keytab: Path | None = None) -> list[str]:
+    from common.esp import tshark_esp_options
+    from common.keytab import Keytab
+
+    manifest, records = _load_records(directory)
     km_ports, esp_ports = [], []
     merged = Keytab([])
     for sc in manifest.get("scs", []):
@@ -95,6 +139,21 @@ def _cmd_wireshark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_srtp(args: argparse.Namespace) -> int:
+    _, records = _load_records(Path(args.directory).absolute())
+    calls = call_keys(records, args.call)
+    if args.call and not calls:
+        raise CliError(f"no keys logged for call {args.call}")
+    if args.json:
+        print(json.dumps(calls, indent=2))
+        return 0
+    for call in calls:
+        print(f"call {call['call_ref']} {call['profile']} spi={call['spi']} esp={call['esp_suite']}")
+        for m in call["media"].values():
+            print(f"  {m['direction']}: {m['key']}  {m['inline']}")
+    return 0
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("keys", help="keys for Wireshark from a deployment's key logs",
                                    description=__doc__.split("\n\n")[0])
@@ -104,3 +163,10 @@ def register(subparsers) -> None:
     ws.add_argument("directory", metavar="DIR", help="a deployment made by `kerbtel init --key-log`")
     ws.add_argument("--keytab", metavar="FILE", help=f"where to write the SC keytab (default DIR/{KEYTAB_NAME})")
     ws.set_defaults(func=_cmd_wireshark)
+    srtp = sub.add_parser("srtp", help="print the per-call SRTP master keys (and CTA-to-CTA ESP SAs) the CTAs logged",
+                          description="Per call: profile, SPI, and per direction the SRTP master key || salt (hex, "
+                                      "libsrtp's Policy key; and SDES inline:) from the CTAs' key logs.")
+    srtp.add_argument("directory", metavar="DIR", help="a deployment made by `kerbtel init --key-log`")
+    srtp.add_argument("--call", metavar="REF", help="only this call reference (32 hex)")
+    srtp.add_argument("--json", action="store_true", help="a JSON list, one object per call")
+    srtp.set_defaults(func=_cmd_srtp)
