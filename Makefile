@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test peers venv clean
+.PHONY: demo test peers venv clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,12 @@ peers:
 
 test: venv peers
 	$(PY) -m pytest
+
+# One secure call through kdcd, two scd and two ctad on loopback, with a report (common/demo.py).
+# The peers (baresip, tshark) are installed when we are root; without them the built-in
+# softphone is used and nothing is captured.
+demo: venv peers
+	$(VENV)/bin/kerbtel demo
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

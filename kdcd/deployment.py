@@ -276,8 +276,16 @@ def create_deployment(
     now: dt.datetime | None = None,
     key_bits: int = 2048,
     key_log: bool = False,
+    cta_scs: dict[str, str] | None = None,
 ) -> Deployment:
-    """Write a complete deployment into `directory` (see the module docstring) and return it."""
+    """Write a complete deployment into `directory` (see the module docstring) and return it.
+
+    `cta_scs` places CTAs on signaling controllers by name ({"cta2": "sc2"}); the rest use sc1.
+    Every SC's calls routing and every CTA's config follow from it."""
+    cta_scs = dict(cta_scs or {})
+    unknown = {sc for sc in cta_scs.values() if sc not in ("sc1", "sc2")} | {c for c in cta_scs if c not in ("cta1", "cta2", "cta3")}
+    if unknown:
+        raise DeploymentError(f"cta_scs names unknown CTAs or SCs: {', '.join(sorted(unknown))}")
     from common import pki
     from common.pki import Role
     from kdcd.db import PrincipalAttributes, SQLiteDatabase, generate_master_key, save_master_key
@@ -378,7 +386,7 @@ def create_deployment(
                     mac=pki.format_mac(mac),
                     phone_number=number,
                     config=cta_dir / "ctad.toml",
-                    sc="sc1",
+                    sc=cta_scs.get(name, "sc1"),
                     key_log=cta_dir / "keys.jsonl" if key_log else None,
                     line_port=line_ports[index - 1],
                 )

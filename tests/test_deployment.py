@@ -313,3 +313,22 @@ def test_mit_kinit_pkinit_against_kdcd(fresh, tmp_path, mode):
         assert kdcd.stop() == 0
     finally:
         kdcd.stop()
+
+
+def test_cta_scs_places_a_cta_on_the_other_sc_and_routing_follows(tmp_path):
+    from common.cli import main
+
+    assert main(["init", str(tmp_path / "d"), "--cta-sc", "cta2=sc2"]) == 0
+    m = json.loads((tmp_path / "d" / "deployment.json").read_text())
+    assert [c["sc"] for c in m["ctas"]] == ["sc1", "sc2", "sc1"]
+    cta2 = next(c for c in m["ctas"] if c["name"] == "cta2")
+    sc2_config = Path(next(s for s in m["scs"] if s["name"] == "sc2")["config"]).read_text()
+    assert all(number in sc2_config for number in cta2["numbers"])
+    assert "sc/sc2.example.test" in Path(cta2["config"]).read_text()
+
+
+def test_cta_scs_rejects_unknown_names(tmp_path):
+    from common.cli import main
+
+    assert main(["init", str(tmp_path / "d"), "--cta-sc", "cta9=sc2"]) == 2
+    assert main(["init", str(tmp_path / "e"), "--cta-sc", "cta2"]) == 2

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Modules in common.cli providing a command group, in the order `kerbtel --help` lists them.
-COMMAND_MODULES = ("init", "pki", "keytab", "db", "principal", "customer", "kinit", "keys", "li", "bench")
+COMMAND_MODULES = ("init", "pki", "keytab", "db", "principal", "customer", "kinit", "keys", "li", "bench", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,13 @@ def _cmd_init(args: argparse.Namespace) -> int:
     from kdcd.deployment import DeploymentError, create_deployment
 
     try:
-        dep = create_deployment(args.directory, realm=args.realm, force=args.force, key_log=args.key_log)
+        cta_scs = {}
+        for item in args.cta_sc:
+            cta, sep, sc = item.partition("=")
+            if not sep:
+                raise CliError(f"--cta-sc {item!r}: expected CTA=SC, e.g. cta2=sc2")
+            cta_scs[cta] = sc
+        dep = create_deployment(args.directory, realm=args.realm, force=args.force, key_log=args.key_log, cta_scs=cta_scs)
     except (DeploymentError, DatabaseError) as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:
@@ -46,6 +52,8 @@ def register(subparsers) -> None:
     parser.add_argument("directory", metavar="DIR", help="where to write it (must be empty unless --force)")
     parser.add_argument("--realm", default="EXAMPLE.TEST", help="the realm (default EXAMPLE.TEST)")
     parser.add_argument("--force", action="store_true", help="replace a deployment in a non-empty DIR")
+    parser.add_argument("--cta-sc", action="append", default=[], metavar="CTA=SC",
+                        help="serve a CTA from another signaling controller (e.g. cta2=sc2; default: all on sc1)")
     parser.add_argument("--key-log", action="store_true",
                         help="turn on the opt-in key log (SA keys, mode 0600) in every scd/ctad config, "
                              "for `kerbtel keys wireshark DIR`")
