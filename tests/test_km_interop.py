@@ -18,9 +18,9 @@ from common.pktc import PURPOSE_AP_REQUEST, ApRequest, compute_hmac, hmac_key, p
 from common.principal import Principal
 from ctad.km import CtaKeyManager
 from scd import km as skm
-from scd.bench_km import MitRdReq, find_libkrb5
+from scd.bench_km import MitRdReq
 from scd.km import ScKeyManager
-from tests.conftest import IN_CI, require_peer
+from tests.conftest import require_libkrb5, require_peer
 from tests.kmutil import REALM, SERVICE, Clock, make_ticket, seeded_rng, service_keytab
 from tests.pcaputil import ipv4_udp, write_pcap
 
@@ -28,14 +28,6 @@ pytestmark = pytest.mark.interop
 VECTORS = Path(__file__).parent / "vectors" / "mit"
 PORT = 41293
 CTA_IP, SC_IP = "127.0.0.2", "127.0.0.1"
-
-
-def require_libkrb5() -> None:
-    if find_libkrb5() is None:
-        message = "MIT libkrb5 (libkrb5.so.3) is not installed"
-        if IN_CI:
-            pytest.fail(message + " -- CI=true requires every peer", pytrace=False)
-        pytest.skip(message)
 
 
 def _exchange_capture(tmp_path: Path):

@@ -16,7 +16,6 @@ phone sent, and no recorded datagram contains tone payload bytes in clear.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import struct
 
 import pytest
@@ -48,7 +47,7 @@ from ctad.media import (
     sdp_for_network,
 )
 from ctad.softphone import PhoneAgent, RtpStream
-from tests.conftest import IN_CI
+from tests.conftest import require_module
 
 SUBKEY = bytes.fromhex("8f3a6c21d09e4b7751aa03c6e2f41d985b7c0e6a3392d14f06b8e57a2c9d1e40")
 SPI = 0x1000A2
@@ -58,17 +57,6 @@ PHONE_B = ("127.0.0.1", 42000)
 NET_A = ("192.0.2.10", 50000)    # CTA A's network media address (what CTA B's relay expects)
 NET_B = ("198.51.100.20", 52000)
 SSRC_A, SSRC_B = 0xA0A0A0A0, 0xB0B0B0B0
-
-
-def require_module(name: str):
-    """Import a peer library: skip locally, fail under CI=true (never a plain skip)."""
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        message = f"peer library {name} missing ({exc})"
-        if IN_CI:
-            pytest.fail(message + " -- CI=true requires every peer", pytrace=False)
-        pytest.skip(message)
 
 
 def backends() -> list:

@@ -8,7 +8,6 @@ The libsrtp peer here is a raw `pylibsrtp.Session`, not our wrapper; the wrapper
 
 from __future__ import annotations
 
-import importlib
 
 import pytest
 from hypothesis import given, settings
@@ -25,20 +24,9 @@ from common.srtp import (
     SrtpTx,
     derive_media_keys,
 )
-from tests.conftest import IN_CI
+from tests.conftest import require_module
 
 pytestmark = pytest.mark.interop
-
-
-def require_module(name: str):
-    """Import a peer library: skip locally, fail under CI=true (never a plain skip)."""
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        message = f"peer library {name} missing ({exc})"
-        if IN_CI:
-            pytest.fail(message + " -- CI=true requires every peer", pytrace=False)
-        pytest.skip(message)
 
 
 @pytest.fixture
