@@ -276,3 +276,39 @@ def daemon_argparser(
     parser = argparse.ArgumentParser(prog=prog, description=description)
     add_daemon_arguments(parser, default_config=default_config)
     return parser
+
+
+class EngineTimer:
+    """The one loop timer a thin adapter keeps for its sans-I/O engines.
+
+    After every input the adapter calls `arm(*deadlines)` with the engines' `get_timer()`
+    values (None = no timer); the earliest wins, and an unchanged deadline keeps the handle.
+    `fire` runs at that deadline; it re-arms itself by calling `arm` again after handling.
+    """
+
+    def __init__(self, fire: Callable[[], None], loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop  # None: the running loop at the first arm()
+        self._fire = fire
+        self._handle: asyncio.TimerHandle | None = None
+
+    def arm(self, *deadlines: float | None) -> None:
+        pending = [t for t in deadlines if t is not None]
+        when = min(pending) if pending else None
+        if self._handle is not None:
+            if when is not None and self._handle.when() == when:
+                return
+            self._handle.cancel()
+            self._handle = None
+        if when is not None:
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._handle = self._loop.call_at(when, self._run)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _run(self) -> None:
+        self._handle = None
+        self._fire()

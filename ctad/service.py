@@ -34,6 +34,7 @@ import datetime as dt
 import random
 
 from common.config import HostPort
+from common.daemon import EngineTimer
 from common.esp import EspError, NEXT_HEADER_UDP, inner_udp, parse_inner_udp
 from common.logsetup import Counters, get_logger
 from common.keylog import KeyLog
@@ -104,7 +105,7 @@ class CtaService:
         self.credential = None
         self._udp: _Udp | None = None
         self._task: asyncio.Task | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = EngineTimer(self._on_timer)
         self._delayed: asyncio.TimerHandle | None = None
         self._ticket_timer: asyncio.TimerHandle | None = None
         self._need_ticket = asyncio.Event()
@@ -142,7 +143,8 @@ class CtaService:
         self._task = asyncio.create_task(self._tickets())
 
     async def stop(self) -> None:
-        for handle in (self._timer, self._delayed, self._ticket_timer):
+        self._timer.cancel()
+        for handle in (self._delayed, self._ticket_timer):
             if handle is not None:
                 handle.cancel()
         if self._task is not None:
@@ -423,21 +425,12 @@ class CtaService:
     # -- the engines' timer ----------------------------------------------------------------------
 
     def _rearm(self) -> None:
-        deadlines = [t for t in (self.km.get_timer() if self.km else None,
-                                 self.ua.get_timer() if self.ua else None,
-                                 self.agent.get_timer() if self.agent else None,
-                                 self.line.get_timer() if self.line else None) if t is not None]
-        when = min(deadlines) if deadlines else None
-        if self._timer is not None:
-            if when is not None and self._timer.when() == when:
-                return
-            self._timer.cancel()
-            self._timer = None
-        if when is not None:
-            self._timer = self.loop.call_at(when, self._on_timer)
+        self._timer.arm(self.km.get_timer() if self.km else None,
+                        self.ua.get_timer() if self.ua else None,
+                        self.agent.get_timer() if self.agent else None,
+                        self.line.get_timer() if self.line else None)
 
     def _on_timer(self) -> None:
-        self._timer = None
         now = self.loop.time()
         if self.km is not None:
             self._km_events(self.km.handle_timer(now, _utcnow()))

@@ -57,6 +57,7 @@ import structlog
 from common.asn1 import decode_as
 from common.asn1.kerbtel import AD_KERBTEL_PHONE_IDS, KerbtelAuthorizedPhoneIds
 from common.config import HostPort
+from common.daemon import EngineTimer
 from common.esp import EspError, EspIcvError, EspReplayError, NEXT_HEADER_UDP, inner_udp, is_esp, parse_inner_udp
 from common.logsetup import Counters, get_logger
 
@@ -183,7 +184,7 @@ class ScServer:
         self.key_log = KeyLog(cfg.key_log.path, "scd")
         self._km: _Udp | None = None
         self._esp: _Udp | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = EngineTimer(self._on_timer)
         self._principal_by_peer: dict[tuple, str] = {}
         self._peer_by_principal: dict[str, tuple] = {}
         self._wake_bucket = _TokenBucket(20.0)
@@ -273,8 +274,7 @@ class ScServer:
             link.inbound_sa(spi) is not None for link in self.links.values())
 
     async def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
         for task in list(self._kdc_tasks):
             task.cancel()
         for proto in (self._esp, self._km):
@@ -643,19 +643,10 @@ class ScServer:
 
     def _rearm(self) -> None:
         engine = self.calls if self.calls is not None else self.signaling  # CallEngine's includes signaling's
-        deadlines = [t for t in (self.km.get_timer(), engine.get_timer(), self._wall_due) if t is not None]
-        deadlines += [t for link in self.links.values() if (t := link.get_timer()) is not None]
-        when = min(deadlines) if deadlines else None
-        if self._timer is not None:
-            if when is not None and self._timer.when() == when:
-                return
-            self._timer.cancel()
-            self._timer = None
-        if when is not None:
-            self._timer = self.loop.call_at(when, self._on_timer)
+        self._timer.arm(self.km.get_timer(), engine.get_timer(), self._wall_due,
+                        *(link.get_timer() for link in self.links.values()))
 
     def _on_timer(self) -> None:
-        self._timer = None
         now = self.loop.time()
         wallclock = datetime.now(timezone.utc)
         events = self.km.handle_timer(now, wallclock)

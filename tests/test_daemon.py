@@ -328,3 +328,24 @@ def test_subprocess_reload_and_stop_by_signal(tmp_path, loop_flag):
     assert events[0]["event"] == "starting"
     assert events[0]["loop"] == ("asyncio" if loop_flag else "uvloop")
     assert events[-1]["event"] == "stopped" and events[-1]["exit_code"] == 0
+
+
+async def test_engine_timer_fires_at_the_earliest_deadline_and_keeps_an_unchanged_one():
+    from common.daemon import EngineTimer
+
+    loop = asyncio.get_running_loop()
+    fired: list[float] = []
+    timer = EngineTimer(lambda: fired.append(loop.time()))
+    start = loop.time()
+    timer.arm(None, start + 0.05, start + 0.02)
+    handle = timer._handle  # noqa: SLF001
+    timer.arm(start + 0.02)  # same deadline: the handle is kept
+    assert timer._handle is handle  # noqa: SLF001
+    await asyncio.sleep(0.04)
+    assert len(fired) == 1 and fired[0] >= start + 0.02
+    timer.arm(None, None)  # nothing pending: nothing armed
+    assert timer._handle is None  # noqa: SLF001
+    timer.arm(loop.time() + 0.01)
+    timer.cancel()
+    await asyncio.sleep(0.02)
+    assert len(fired) == 1
