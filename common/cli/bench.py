@@ -49,7 +49,7 @@ def _cmd_kdc(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("bench", help="benchmarks (kdc: PKINIT exchanges per second)", description=__doc__.split("\n\n")[0])
+    parser = subparsers.add_parser("bench", help="benchmarks: kdc, km, media, calls (each against a peer or baseline run in the same process tree)", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="bench", metavar="WHAT", required=True)
     kdc = sub.add_parser("kdc", help="PKINIT AS exchanges/s against kdcd (and MIT krb5kdc with --vs-mit)",
                          description=__doc__.split("\n\n")[1])
@@ -67,7 +67,8 @@ def register(subparsers) -> None:
                      help="build the deployment (and MIT realm) in DIR and keep it, instead of a temporary directory")
     kdc.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     kdc.set_defaults(func=_cmd_kdc)
-    from common.cli import bench_km, bench_media
+    from common.cli import bench_calls, bench_km, bench_media
 
     bench_km.register(sub)
     bench_media.register(sub)
+    bench_calls.register(sub)
