@@ -27,7 +27,7 @@ from common.audio import (
     ulaw_encode,
     write_wav,
 )
-from conftest import require_peer
+from conftest import missing_peer, require_peer
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -37,7 +37,18 @@ with warnings.catch_warnings():
         audioop = None
 
 ALL_SAMPLES = array("h", range(-32768, 32768))
-needs_audioop = pytest.mark.skipif(audioop is None, reason="audioop was removed in Python 3.13")
+
+
+@pytest.fixture
+def audioop_reference():
+    """The stdlib audioop as an independent G.711 reference (removed in Python 3.13): skip
+    locally without it, fail under CI=true like any missing peer."""
+    if audioop is None:
+        missing_peer("the stdlib audioop module (removed in Python 3.13)")
+    return audioop
+
+
+needs_audioop = pytest.mark.usefixtures("audioop_reference")
 
 
 # -- G.711 ----------------------------------------------------------------------------------
