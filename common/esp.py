@@ -535,6 +535,17 @@ class EspKeys:
     cta_to_sc: DirectionKeys
     sc_to_cta: DirectionKeys
 
+    def sa_pair(self, side: str, *, replay_window: int = 64) -> tuple[EspSa, EspSa]:
+        """(inbound, outbound) protection contexts for `side` ("cta" or "sc") of this pair."""
+        if side == "cta":
+            inbound, outbound = self.sc_to_cta, self.cta_to_sc
+        elif side == "sc":
+            inbound, outbound = self.cta_to_sc, self.sc_to_cta
+        else:
+            raise ValueError(f"side must be 'cta' or 'sc', not {side!r}")
+        return (EspSa.from_keys(self.suite, inbound, replay_window=replay_window),
+                EspSa.from_keys(self.suite, outbound, replay_window=replay_window))
+
 
 _HASH_LEN = 32
 _NO_SALT = bytes(_HASH_LEN)  # RFC 5869 2.2: no salt means HashLen zero octets

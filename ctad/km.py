@@ -345,11 +345,9 @@ class CtaKeyManager:
 
     def _make_pair(self, subkey: bytes, suite: Suite, sc_spi: int, cta_spi: int, lifetime: int, grace: int,
                    ack_required: bool, sc_rekeys: bool, now: float) -> _Pair:
-        keys = derive_esp_keys(subkey, suite, cta_spi, sc_spi)
+        inbound, outbound = derive_esp_keys(subkey, suite, cta_spi, sc_spi).sa_pair("cta", replay_window=self.replay_window)
         return _Pair(
-            subkey, suite, sc_spi, cta_spi,
-            EspSa.from_keys(suite, keys.sc_to_cta, replay_window=self.replay_window),
-            EspSa.from_keys(suite, keys.cta_to_sc, replay_window=self.replay_window),
+            subkey, suite, sc_spi, cta_spi, inbound, outbound,
             now, now + lifetime, lifetime, grace, ack_required, sc_rekeys,
         )
 

@@ -64,7 +64,6 @@ from common.pktc import (
 )
 from common.principal import Principal
 
-# The KRB-ERROR encoder is general (names, stime/susec, ctime echo); it lives in kdcd for now.
 from common.krberror import ErrorContext, KrbError, encode_krb_error
 
 __all__ = [
@@ -507,9 +506,7 @@ class ScKeyManager:
                 return spi
 
     def _make_pair(self, peer, client, restrictions, ad, subkey: bytes, suite: Suite, sc_spi: int, cta_spi: int, now: float) -> _Pair:
-        keys = derive_esp_keys(subkey, suite, cta_spi, sc_spi)
-        inbound = EspSa.from_keys(suite, keys.cta_to_sc, replay_window=self.replay_window)
-        outbound = EspSa.from_keys(suite, keys.sc_to_cta, replay_window=self.replay_window)
+        inbound, outbound = derive_esp_keys(subkey, suite, cta_spi, sc_spi).sa_pair("sc", replay_window=self.replay_window)
         return _Pair(
             peer, client, restrictions, ad, subkey, suite, sc_spi, cta_spi, inbound, outbound,
             now, now + self.sa_lifetime, self.sa_lifetime, self.grace_period,

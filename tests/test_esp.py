@@ -591,3 +591,15 @@ def test_demultiplexing_and_inner_udp() -> None:
         parse_inner_udp(dgram[:-1])
     with pytest.raises(EspFormatError, match="shorter than its 8-byte header"):
         parse_inner_udp(b"abc")
+
+
+def test_sa_pair_gives_each_side_the_other_sides_outbound_as_its_inbound():
+    from common.esp import SUITE_AES_GCM_16, derive_esp_keys
+
+    keys = derive_esp_keys(bytes(range(32)), SUITE_AES_GCM_16, 0x1001, 0x2002)
+    cta_in, cta_out = keys.sa_pair("cta")
+    sc_in, sc_out = keys.sa_pair("sc")
+    assert sc_in.unprotect(cta_out.protect(b"to the SC"))[1] == b"to the SC"
+    assert cta_in.unprotect(sc_out.protect(b"to the CTA"))[1] == b"to the CTA"
+    with pytest.raises(ValueError, match="side must be"):
+        keys.sa_pair("gateway")

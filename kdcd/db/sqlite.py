@@ -759,9 +759,7 @@ class SQLiteDatabase:
             encoded = encode_options(given)
             if encoded == encode_options(current.options):
                 return current
-            c.execute("UPDATE customers SET options = ? WHERE id = ?", (encoded, customer_id))
-            self._bump(c, customer_id, stamp)
-            return self._load_customer(c, customer_id)
+            return self._update_customer(c, customer_id, "options", encoded, stamp)
 
     def set_customer_label(self, customer_id: int, label: str, *, now: dt.datetime) -> Customer:
         _check_id(customer_id)
@@ -771,9 +769,15 @@ class SQLiteDatabase:
             current = self._load_customer(c, customer_id)
             if current.label == label:
                 return current
-            c.execute("UPDATE customers SET label = ? WHERE id = ?", (label, customer_id))
-            self._bump(c, customer_id, stamp)
-            return self._load_customer(c, customer_id)
+            return self._update_customer(c, customer_id, "label", label, stamp)
+
+    def _update_customer(self, c, customer_id: int, column: str, value, stamp: int) -> Customer:
+        """Change one column of a customer record and bump its generation (inside the caller's
+        write transaction); the KDC's certificate cache notices the new generation."""
+        assert column in ("options", "label")  # never user input: the column name is SQL
+        c.execute(f"UPDATE customers SET {column} = ? WHERE id = ?", (value, customer_id))
+        self._bump(c, customer_id, stamp)
+        return self._load_customer(c, customer_id)
 
     def add_phone(self, customer_id: int, phone_id: bytes, *, now: dt.datetime) -> Customer:
         _check_id(customer_id)
