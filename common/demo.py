@@ -44,7 +44,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
+
+from common.ports import free_port_block
 
 __all__ = ["DemoFailed", "DemoOptions", "run_demo"]
 
@@ -84,25 +85,7 @@ def _hostport(text: str) -> tuple[str, int]:
 
 def _free_udp_block(count: int, host: str = "127.0.0.1") -> int:
     """The first port of `count` consecutive UDP ports free right now (even base)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind((host, 0))
-            base = s.getsockname()[1] & ~1
-        if base + count > 65535:
-            continue
-        socks = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(sock)
-                sock.bind((host, port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise OSError(f"no block of {count} free UDP ports on {host}")
+    return free_port_block(count, host, ("udp",), even=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,9 +338,9 @@ class Demo:
 
     def _pick_phone_ports(self) -> dict:
         """SIP and RTP ports for both softphones, chosen now so the capture can leave them out."""
-        from ctad.baresip import free_port
+        from ctad.baresip import free_sip_port
 
-        return {side: {"sip": free_port(), "rtp": _free_udp_block(10)} for side in ("A", "B")}
+        return {side: {"sip": free_sip_port(), "rtp": _free_udp_block(10)} for side in ("A", "B")}
 
     def _capture_filter(self) -> str:
         """KDC TCP/UDP, SC km/ESP and the media between the CTAs: all UDP on lo except the line

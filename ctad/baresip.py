@@ -37,9 +37,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import ports
 from common.audio import tone, write_wav
 
-__all__ = ["Baresip", "BaresipConfig", "BaresipError", "free_port", "netstring", "NetstringDecoder"]
+__all__ = ["Baresip", "BaresipConfig", "BaresipError", "free_port", "free_sip_port", "netstring", "NetstringDecoder"]
 
 MODULE_PATH = "/usr/lib/baresip/modules"
 
@@ -49,19 +50,18 @@ class BaresipError(Exception):
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_DGRAM) -> int:
-    """A port free right now for `kind` (and for TCP too: baresip listens on both for SIP)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-        other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
-        try:
-            with socket.socket(socket.AF_INET, other) as s:
-                s.bind((host, port))
-        except OSError:
-            continue
-        return port
-    raise BaresipError("no free port")
+    """A port free on both UDP and TCP (baresip listens on both for SIP); see common.ports."""
+    return ports.free_port(host)
+
+
+def free_sip_port(host: str = "127.0.0.1") -> int:
+    """A port for baresip's `sip_listen`: baresip binds SIP on UDP and TCP at the port and, always
+    in 1.0 (no way to turn it off), SIP/TLS on TCP at port + 1; all three must be free."""
+    for _ in range(200):
+        port = free_port(host)
+        if ports.bindable(host, port + 1, ("tcp",)):
+            return port
+    raise BaresipError("no free port pair for SIP and SIP/TLS")
 
 
 def netstring(payload: bytes) -> bytes:
@@ -157,7 +157,7 @@ class Baresip:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.rec_dir.mkdir(exist_ok=True)
         if not self.sip_port:
-            self.sip_port = free_port(c.host)
+            self.sip_port = free_sip_port(c.host)
         if not self.ctrl_port:
             self.ctrl_port = free_port(c.host, socket.SOCK_STREAM)
         if c.source_wav is not None:
@@ -367,19 +367,6 @@ async def _wait_exit(proc: subprocess.Popen, timeout: float) -> None:
 
 
 def _rtp_range() -> tuple[int, int]:
-    """100 ports starting at a base where the first few are free (baresip picks within it)."""
-    for _ in range(50):
-        base = free_port()
-        if base > 65400:
-            continue
-        ok = True
-        for port in (base + 2, base + 50, base + 98):
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                    s.bind(("127.0.0.1", port))
-            except OSError:
-                ok = False
-                break
-        if ok:
-            return base - base % 2, base - base % 2 + 99
-    return 30000, 30099
+    """100 UDP ports free right now (baresip picks its RTP ports within them)."""
+    base = ports.free_port_block(100, kinds=("udp",), even=True)
+    return base, base + 99

@@ -68,11 +68,11 @@ import json
 import os
 import secrets
 import shutil
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.keytab import Keytab, KeytabEntry
+from common.ports import free_port, free_udp_ports
 
 __all__ = ["CtaIdentity", "Deployment", "DeploymentError", "ScIdentity", "create_deployment", "free_port"]
 
@@ -190,38 +190,6 @@ class Deployment:
                 "stores": {s.name: str(s.config.parent / "li") for s in self.scs if s.config},
             },
         }
-
-
-def free_port(host: str = "127.0.0.1", attempts: int = 50) -> int:
-    """A port free for both TCP and UDP on `host` right now (bound with port 0, then released)."""
-    for _ in range(attempts):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((host, 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((host, port))
-                except OSError:
-                    continue
-                return int(port)
-    raise DeploymentError(f"no port free for both TCP and UDP on {host}")
-
-
-def free_udp_ports(count: int, host: str = "127.0.0.1", exclude: tuple[int, ...] = ()) -> list[int]:
-    """`count` distinct UDP ports free on `host` right now (bound with port 0, then released)."""
-    socks = []
-    try:
-        while len(socks) < count:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.bind((host, 0))
-            if sock.getsockname()[1] in exclude:
-                sock.close()
-                continue
-            socks.append(sock)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def _check_realm(realm: str) -> str:

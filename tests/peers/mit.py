@@ -29,6 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.ports import free_port
+
 MIT_SERVER_PROGRAMS = ("krb5kdc", "kdb5_util", "kadmin.local")
 MIT_CLIENT_PROGRAMS = ("kinit", "klist", "kvno")
 MIT_PROGRAMS = MIT_SERVER_PROGRAMS + MIT_CLIENT_PROGRAMS
@@ -61,21 +63,6 @@ def mit_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.strip().rsplit(" ", 1)[-1] or "unknown"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both TCP and UDP on `host` right now (bound to 0, then released)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((host, 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise OSError("no port free for both TCP and UDP")
 
 
 def _conf_section(name: str, values: Mapping[str, object]) -> str:
