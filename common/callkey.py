@@ -15,12 +15,22 @@ anything about the key. A and B acknowledgements differ, so one cannot stand in 
 The CTA-to-CTA ESP SA pair: A -> B uses SPI, B -> A uses SPI + 1; per direction
 OKM = HKDF-SHA-256(sub-key, info = "kerbtel CTA-CTA ESP v1" 0x00 D 0x00 enc-id auth-id key-len
 spi(4)), D = "A to B" | "B to A", sliced enc key || GCM salt || auth key. Counters start at 0.
+
+Where that SA pair goes: a third header, set only by SCs (whatever a CTA sends is dropped),
+
+    Kerbtel-Esp-Peer: <IPv4>:<port> | [<IPv6>]:<port>
+
+names the *other* CTA's ESP endpoint as that CTA's own SC sees it (the source address of its
+channel, so NAT is accounted for): the caller's in the INVITE towards the callee, the callee's in
+the 18x/2xx towards the caller. The CTAs' direct in-dialog requests travel there in the SA pair,
+in their end-to-end dialog (`e2e_dialog_ids`).
 """
 
 from __future__ import annotations
 
 import base64
 import hmac
+import ipaddress
 import re
 import struct
 from dataclasses import dataclass
@@ -32,6 +42,7 @@ from common.srtp import LEGACY_3DES, PROFILES, CallMediaKeys, derive_media_keys
 __all__ = [
     "ACK_HEADER",
     "ACK_LEN",
+    "PEER_HEADER",
     "CallEspKeys",
     "CallKey",
     "CallKeyAck",
@@ -40,12 +51,16 @@ __all__ = [
     "SUBKEY_LEN",
     "ack_hash",
     "derive_call_esp_keys",
+    "e2e_tags",
+    "format_peer",
+    "parse_peer",
     "make_ack",
     "verify_ack",
 ]
 
 KEY_HEADER = "Kerbtel-Call-Key"
 ACK_HEADER = "Kerbtel-Call-Key-Ack"
+PEER_HEADER = "Kerbtel-Esp-Peer"
 SUBKEY_LEN = 32
 ACK_LEN = 16
 _ACK_LABEL = b"kerbtel call-key ack v1"
@@ -210,3 +225,37 @@ def derive_call_esp_keys(subkey: bytes, suite: Suite, spi: int) -> CallEspKeys:
         return DirectionKeys(dir_spi, okm[:a], okm[a:b], okm[b:])
 
     return CallEspKeys(suite, one(b"A to B", spi), one(b"B to A", spi + 1))
+
+
+# --- the CTA-to-CTA channel ----------------------------------------------------------------
+
+
+def format_peer(address: tuple[str, int]) -> str:
+    """`Kerbtel-Esp-Peer` value for a (host, port) (IPv6 in brackets)."""
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_peer(value: str) -> tuple[str, int]:
+    """(host, port) from a `Kerbtel-Esp-Peer` value; CallKeyError when it is not a literal IP
+    address and port (a name would need DNS the CTA may not trust)."""
+    text = value.strip()
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+        if ":" in host:
+            raise CallKeyError(f"{PEER_HEADER}: an IPv6 address goes in brackets ({value!r})")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CallKeyError(f"{PEER_HEADER}: {value!r} is not ADDRESS:PORT")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise CallKeyError(f"{PEER_HEADER}: {host!r} is not an IP address") from None
+    return host, int(port)
+
+
+def e2e_tags(key: CallKey) -> dict[str, str]:
+    """The tags of the CTAs' end-to-end dialog, which both CTAs can compute alone: Call-ID is the
+    call reference and each CTA's tag is its role and the SPI (`{"A": ..., "B": ...}`)."""
+    return {"A": f"a{key.spi:08x}", "B": f"b{key.spi:08x}"}

@@ -523,18 +523,20 @@ class Demo:
         if self.capture is None:
             return
         from common.cli import CliError
-        from common.cli.keys import wireshark_options
+        from common.cli.keys import load_key_records, wireshark_options
 
         try:
             options = wireshark_options(self.dir)
+            _manifest, records = load_key_records(self.dir)
         except CliError as exc:
             raise DemoFailed("decrypt", f"kerbtel keys wireshark: {exc}") from None
+        # each call's direct CTA-to-CTA channel runs between the CTAs' own ports (key log)
+        cta_ports = {int(rec[end].rsplit(":", 1)[1]) for rec in records if rec.get("type") == "call_keys"
+                     for end in ("local", "peer") if rec.get(end)}
         esp_ports = {_hostport(s["esp"])[1] for s in self.manifest["scs"]}
         km_ports = {_hostport(s["km"])[1] for s in self.manifest["scs"]}
         kdc_port = _hostport(self.manifest["kdc"]["tcp"])[1]
-        # The KDC is not on port 88: say where Kerberos is, so the AS exchanges decode too.
-        self.tshark_command = ["tshark", "-r", str(self.capture.path), *options,
-                               "-d", f"tcp.port=={kdc_port},kerberos", "-d", f"udp.port=={kdc_port},kerberos"]
+        self.tshark_command = ["tshark", "-r", str(self.capture.path), *options]
         fields = ["frame.len", "ip.proto", "udp.srcport", "udp.dstport", "tcp.port", "frame.protocols",
                   "esp.icv_good", "esp.icv_bad", "sip.Method", "sip.Status-Code"]
         try:
@@ -548,6 +550,7 @@ class Demo:
         stats = {k: [0, 0] for k in ("kdc", "km", "esp", "media")}
         esp_good = esp_bad = sip = 0
         sip_methods: set[str] = set()
+        hops = {hop: {"packets": 0, "good": 0, "sip": set()} for hop in ("CTA-SC", "SC-SC", "CTA-CTA")}
         for line in out.stdout.splitlines():
             row = dict(zip(fields, line.split("|")))
             size = int(row["frame.len"] or 0)
@@ -555,10 +558,13 @@ class Demo:
             dport = row["udp.dstport"].split(",")[0]
             ports = {int(p) for p in (sport, dport) if p.isdigit()}
             tcp_ports = {int(p) for p in row["tcp.port"].split(",") if p.isdigit()}
+            hop = None
             if kdc_port in ports or kdc_port in tcp_ports:
                 kind = "kdc"
             elif ports & esp_ports:
-                kind = "esp"
+                kind, hop = "esp", "SC-SC" if ports <= esp_ports else "CTA-SC"
+            elif ports and ports <= cta_ports:
+                kind, hop = "esp", "CTA-CTA"
             elif ports & km_ports:
                 kind = "km"
             elif ports:
@@ -575,13 +581,23 @@ class Demo:
                 if ":sip" in row["frame.protocols"]:
                     sip += 1
                     sip_methods.update(m for m in row["sip.Method"].split(",") if m)
+                h = hops[hop]
+                h["packets"] += 1
+                h["good"] += row["esp.icv_good"] == "1"
+                h["sip"].update(m for m in row["sip.Method"].split(",") if m)
+                h["sip"].update(f"{c}" for c in row["sip.Status-Code"].split(",") if c)
         self.decrypt = {"stats": stats, "esp_good": esp_good, "esp_bad": esp_bad, "sip": sip,
-                        "methods": sorted(sip_methods)}
+                        "methods": sorted(sip_methods), "hops": hops}
         if not stats["esp"][0]:
             raise DemoFailed("decrypt", f"no ESP in {self.capture.path}", self.capture.stderr_path)
         if esp_bad or esp_good < stats["esp"][0] or "INVITE" not in sip_methods:
             raise DemoFailed("decrypt", f"{stats['esp'][0]} ESP packets: {esp_good} with a good ICV, {esp_bad} bad, "
                              f"{sip} decrypted to SIP ({', '.join(sorted(sip_methods)) or 'none'})")
+        missing = [hop for hop, h in hops.items() if not h["sip"]]
+        if missing or "BYE" not in hops["CTA-CTA"]["sip"]:
+            raise DemoFailed("decrypt", "no SIP decrypted on the " + (", ".join(missing) or "CTA-CTA")
+                             + " hop(s) (the hang-up's BYE goes CTA to CTA): "
+                             + "; ".join(f"{k} {v['packets']} packets {sorted(v['sip'])}" for k, v in hops.items()))
 
     # -- the report ---------------------------------------------------------------------------
 
@@ -674,6 +690,8 @@ class Demo:
             self.say(f"  {' '.join(shlex.quote(a) for a in self.capture.command)}")
             self.say(f"  decrypted: {d['esp_good']} of {d['stats']['esp'][0]} ESP packets with a good ICV, "
                      f"{d['sip']} carry SIP ({', '.join(d['methods'])})")
+            for hop, h in d["hops"].items():
+                self.say(f"    {hop:8} {h['packets']:4} ESP packets, {h['good']} good ICV, SIP {' '.join(sorted(h['sip']))}")
             self.say("  decrypt it with:")
             self.say(f"  {shlex.join(self.tshark_command)}")
         else:

@@ -63,7 +63,7 @@ class KeyLog:
                         "principal": principal})
 
 
-    def call_keys(self, event) -> None:
+    def call_keys(self, event, local: str | None = None) -> None:
         """One call's CTA-to-CTA keys from a `ctad.calls.CallKeysReady` (duck-typed).
 
         Media: SSRC-independent master key || salt per direction (`MediaKeys.libsrtp_key()`, what
@@ -81,9 +81,14 @@ class KeyLog:
             esp[direction] = {"spi": dk.spi, "enc_key": dk.enc_key.hex(), "salt": dk.salt.hex(),
                               "auth_key": dk.auth_key.hex()}
         suite = event.esp_suite
-        self.write({"type": "call_keys", "call_ref": event.call_ref, "call_id": event.call_id, "role": event.role,
-                    "spi": event.spi, "media_profile": event.media_profile, "media": media,
-                    "esp_suite": suite.name, "enc_id": suite.enc_id, "auth_id": suite.auth_id, "esp": esp})
+        record = {"type": "call_keys", "call_ref": event.call_ref, "call_id": event.call_id, "role": event.role,
+                  "spi": event.spi, "media_profile": event.media_profile, "media": media,
+                  "esp_suite": suite.name, "enc_id": suite.enc_id, "auth_id": suite.auth_id, "esp": esp}
+        peer = getattr(event, "peer_esp", None)
+        if peer is not None and local is not None:  # the direct channel's ends (ESP-in-UDP ports)
+            record["local"] = local
+            record["peer"] = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+        self.write(record)
 
 
 def read_key_log(path: str | os.PathLike[str]) -> list[dict]:

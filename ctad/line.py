@@ -43,7 +43,8 @@ the SIP library's 4xx from the transaction layer; requests it parsed but we cann
 here (no Contact or From tag 400, no SDP offer or an unusable one 488, a non-number
 Request-URI 484, a request in no dialog 481, an unknown method 405, re-INVITE 488). Before the SC
 channel is up (no agent attached) a call gets 503 with Retry-After. OPTIONS and INFO in a call
-get 200.
+get 200; an INFO with a body goes on to the other CTA on the direct CTA-to-CTA channel
+(`CallAgent.send_info`), and the other CTA's INFO (`InfoReceived`) is sent to our phone.
 
 Counters (`stats()`): registrations, calls from and to the phones, established, completed,
 failed, malformed, refused; `bindings` lists the live registrations.
@@ -82,7 +83,7 @@ from common.sip.transaction import (
     TransportError,
 )
 from common.sip.ua import IdGenerator, build_cancel, build_request
-from ctad.calls import CallAgent, CallEnded, CallEstablished, CallKeysReady, CallRinging, IncomingCall
+from ctad.calls import CallAgent, CallEnded, CallEstablished, CallKeysReady, CallRinging, IncomingCall, InfoReceived
 
 __all__ = [
     "LineCallEnded",
@@ -349,6 +350,18 @@ class LineSide:
             call.sc_call_id = None
             self._by_sc.pop(event.call_id, None)
             self._end_phone_leg(call, event.reason, event.status, now)
+        elif isinstance(event, InfoReceived):
+            self._info_phone(call, event, now)
+
+    def _info_phone(self, call: _Call, event: InfoReceived, now: float) -> None:
+        """The other CTA's INFO, to our phone in its dialog (its answer stays here)."""
+        dialog = call.dialog
+        if dialog is None or dialog.state is not DialogState.CONFIRMED or not event.body:
+            return
+        info = dialog.create_request("INFO", local=self.local, branch=self.ids.branch(),
+                                     headers=[("User-Agent", USER_AGENT)], body=event.body,
+                                     content_type=event.content_type or "application/octet-stream")
+        self.layer.send_request(info, self._dialog_destination(call), now)
 
     # -- the transaction layer's events -------------------------------------------------------
 
@@ -564,6 +577,9 @@ class LineSide:
         except LocalProtocolError:
             pass  # BYEs crossed
         self._send(make_response(request, 200, to_tag=call.local_tag), now)
+        if request.method == "INFO" and request.body and call.sc_call_id is not None and self.agent is not None:
+            # e.g. application/dtmf-relay: to the other CTA on the direct channel, as it came
+            self.agent.send_info(call.sc_call_id, request.body, request.content_type, now)
         if request.method == "BYE":
             call.ok_due = call.ok_deadline = None
             self._hangup_sc(call, now)

@@ -35,11 +35,11 @@ import random
 
 from common.config import HostPort
 from common.daemon import EngineTimer
-from common.esp import EspError, NEXT_HEADER_UDP, inner_udp, parse_inner_udp
+from common.esp import EspError, EspSa, NEXT_HEADER_UDP, inner_udp, is_esp, parse_inner_udp
 from common.logsetup import Counters, get_logger
 from common.keylog import KeyLog
 
-from ctad.calls import CallAgent, CallKeysReady
+from ctad.calls import CallAgent, CallKeysReady, DirectChannelClosed
 from ctad.config import CtadConfig
 from ctad.line import LineCallEnded, LineConfig, LineSide, PhoneRegistered, StartMedia, StopMedia
 from ctad.signaling import AllRegistered, CtaUserAgent, LineRegistered, PeerLost, RegisterFailed
@@ -97,7 +97,8 @@ class CtaService:
         self.cfg = cfg
         self.state = "starting"
         self.counters = Counters("pkinit", "ticket_from_cache", "ap_exchanges", "rekeys", "sc_lost",
-                                 "esp_in", "esp_out", "esp_failed", "esp_unknown_spi")
+                                 "esp_in", "esp_out", "esp_failed", "esp_unknown_spi",
+                                 "direct_in", "direct_out", "direct_failed")
         self.key_log = KeyLog(cfg.key_log.path, "ctad")
         self.backoff = Backoff(cfg.backoff.initial, cfg.backoff.max, cfg.backoff.jitter)
         self.km = None
@@ -114,6 +115,9 @@ class CtaService:
         self.line: LineSide | None = None
         self._line_udp: _Udp | None = None
         self.media: dict[str, object] = {}  # line call id -> MediaSession
+        # the calls' CTA-to-CTA SA pairs, by SPI
+        self.direct_out: dict[int, EspSa] = {}
+        self.direct_in: dict[int, EspSa] = {}
         self._media_tasks: set[asyncio.Task] = set()
 
     # -- Service protocol -------------------------------------------------------------------
@@ -305,6 +309,8 @@ class CtaService:
             self._km_events(self.km.receive(data, self.loop.time(), _utcnow()))
         elif source == self.esp_addr:
             self._esp_in(data)
+        elif self.direct_in and is_esp(data):
+            self._direct_in(data, source)
         self._rearm()
 
     def _km_events(self, events: list) -> None:
@@ -372,8 +378,53 @@ class CtaService:
             self.ua.receive(payload, self.loop.time())
             self._flush_ua()
 
+    # -- the direct CTA-to-CTA channel of each call (ctad.calls module docstring) ---------------
+
+    def _direct_keys(self, event: CallKeysReady) -> None:
+        if event.peer_esp is None:
+            return
+        self.direct_out[event.esp_out.spi] = EspSa.from_keys(event.esp_suite, event.esp_out)
+        self.direct_in[event.esp_in.spi] = EspSa.from_keys(event.esp_suite, event.esp_in)
+        esp_log.debug("direct channel", call_id=event.call_id, peer=f"{event.peer_esp[0]}:{event.peer_esp[1]}",
+                      spi_out=f"0x{event.esp_out.spi:08x}", spi_in=f"0x{event.esp_in.spi:08x}")
+
+    def _direct_in(self, data: bytes, source) -> None:
+        spi = int.from_bytes(data[:4], "big")
+        sa = self.direct_in.get(spi)
+        if sa is None or self.agent is None:
+            self.counters.count("esp_unknown_spi", esp_log, spi=f"0x{spi:08x}", peer=f"{source[0]}:{source[1]}")
+            return
+        try:
+            next_header, inner = sa.unprotect(data)
+            if next_header != NEXT_HEADER_UDP:
+                return
+            _sport, _dport, payload = parse_inner_udp(inner)
+        except EspError as exc:
+            self.counters.count("direct_failed", esp_log, spi=f"0x{spi:08x}", error=str(exc))
+            return
+        self.counters.count("direct_in")
+        if self.agent.receive_direct(spi, payload, self.loop.time()):
+            self._flush_ua()
+
+    def _flush_direct(self) -> None:
+        if self.agent is None:
+            return
+        port = self.cfg.signaling.sip_port
+        for datagram in self.agent.direct_datagrams_to_send():
+            sa = self.direct_out.get(datagram.spi)
+            if sa is None:
+                continue
+            try:
+                packet = sa.protect(inner_udp(port, port, datagram.data), NEXT_HEADER_UDP)
+            except Exception as exc:  # SequenceExhausted: 2^32 packets in one call's signaling
+                esp_log.warning("cannot protect", call_id=datagram.call_id, error=str(exc))
+                continue
+            self.counters.count("direct_out")
+            self._udp.transport.sendto(packet, datagram.peer)
+
     def _flush_ua(self) -> None:
         self._pump_calls()
+        self._flush_direct()
         ua = self.ua
         if ua is None:
             self._flush_line()
@@ -412,6 +463,8 @@ class CtaService:
     def _sc_lost(self, reason: str) -> None:
         self.counters.count("sc_lost")
         self.registered = ()
+        self.direct_out.clear()  # the agent and its calls go; so do their direct channels
+        self.direct_in.clear()
         if self.line is not None:
             self.agent = None
             self.line.attach(None, self.loop.time())
@@ -479,8 +532,13 @@ class CtaService:
             if self.agent is not None:
                 while (event := self.agent.next_event()) is not None:
                     moved = True
-                    if self.key_log.enabled and isinstance(event, CallKeysReady):
-                        self.key_log.call_keys(event)
+                    if isinstance(event, CallKeysReady):
+                        self._direct_keys(event)
+                        if self.key_log.enabled:
+                            self.key_log.call_keys(event, local=f"{self.local.host}:{self.local.port}")
+                    elif isinstance(event, DirectChannelClosed):
+                        self.direct_out.pop(event.spi_out, None)
+                        self.direct_in.pop(event.spi_in, None)
                     line.on_call_event(event, now)
             while (event := line.next_event()) is not None:
                 moved = True

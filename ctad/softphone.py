@@ -71,6 +71,7 @@ __all__ = [
     "CallEstablished",
     "CallFailed",
     "IncomingCall",
+    "InfoReceived",
     "PhoneAgent",
     "RegisterFailed",
     "Registered",
@@ -237,7 +238,16 @@ class CallClosed:
     established: bool
 
 
-Event = Union[Registered, RegisterFailed, IncomingCall, Ringing, CallEstablished, CallClosed]
+@dataclass(frozen=True)
+class InfoReceived:
+    """An INFO in the call (e.g. application/dtmf-relay); answered 200."""
+
+    call_id: str
+    content_type: str | None
+    body: bytes
+
+
+Event = Union[Registered, RegisterFailed, IncomingCall, Ringing, CallEstablished, CallClosed, InfoReceived]
 
 
 class CallFailed(Exception):
@@ -450,6 +460,16 @@ class PhoneAgent:
             self.layer.send_response(make_response(call.invite, 486, to_tag=call.local_tag), now)
             self._close(call, "declined", by_remote=False)
 
+    def send_info(self, body: bytes, content_type: str, now: float) -> bool:
+        """INFO in the established call (SIP INFO DTMF: application/dtmf-relay); False without one."""
+        call = self.call
+        if call is None or call.state != "established" or call.dialog is None:
+            return False
+        info = call.dialog.create_request("INFO", local=self.local, branch=self.ids.branch(),
+                                          headers=[("User-Agent", USER_AGENT)], body=body, content_type=content_type)
+        self.layer.send_request(info, self._in_dialog_destination(call.dialog), now)
+        return True
+
     # -- inputs ---------------------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
@@ -525,6 +545,10 @@ class PhoneAgent:
             if in_call and not call.outgoing and call.state == "early":
                 self.layer.send_response(make_response(call.invite, 487, to_tag=call.local_tag), now)
                 self._close(call, "remote CANCEL", by_remote=True)
+        elif method == "INFO" and in_call and call.dialog is not None and request.from_.tag == call.dialog.remote_tag:
+            self.layer.send_response(make_response(request, 200, headers=[("Allow", ALLOW)]), now)
+            if request.body:
+                self._events.append(InfoReceived(call.call_id, request.content_type, request.body))
         elif method in ("OPTIONS", "INFO"):
             self.layer.send_response(make_response(request, 200, headers=[("Allow", ALLOW)]), now)
         else:

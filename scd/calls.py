@@ -37,10 +37,13 @@ from typing import Callable, Literal, Protocol, Union
 from common.callkey import (
     ACK_HEADER,
     KEY_HEADER,
+    PEER_HEADER,
     SUBKEY_LEN,
     CallKey,
     CallKeyAck,
     CallKeyError,
+    format_peer,
+    parse_peer,
     verify_ack,
 )
 from common.esp import SUITES, Suite
@@ -581,14 +584,17 @@ class CallEngine:
         self._by_call_id[(where, request.call_id)] = (call, a)
         self.stats["calls"] += 1
         self._events.append(CallSetup(ref, role, caller, callee, _who(target)))
-        # The b leg: a fresh dialog towards the callee, carrying the key (seed 450/452).
+        # The b leg: a fresh dialog towards the callee, carrying the key (seed 450/452) and where
+        # the caller's CTA-to-CTA ESP arrives from.
+        peer = self._esp_peer(where, request)
         host = self._local[0]
         from_ = NameAddr(SipUri(host=host, user=caller if caller != "anonymous" else "anonymous")).with_tag(self.ids.tag())
         to = NameAddr(SipUri(host=host, user=callee))
         invite = build_request(
             "INVITE", SipUri(host=host, user=callee), from_=from_, to=to,
             call_id=self.ids.call_id(host), cseq=self.ids.cseq(), local=self._local, branch=self.ids.branch(),
-            contact=self._contact(), headers=[(KEY_HEADER, key.header_value())], body=request.body,
+            contact=self._contact(),
+            headers=[(KEY_HEADER, key.header_value())] + ([(PEER_HEADER, peer)] if peer else []), body=request.body,
             content_type=request.content_type)
         b = _Leg(target, False, invite, from_.tag or "")
         call.b = b
@@ -598,6 +604,20 @@ class CallEngine:
             return
         self._by_tx[(target, b.tx)] = (call, b)
         self._by_call_id[(target, invite.call_id)] = (call, b)
+
+    def _esp_peer(self, where: Where, message: SipRequest | SipResponse) -> str | None:
+        """The `Kerbtel-Esp-Peer` for a message from `where`: a CTA's is the source address of
+        its channel (what it writes itself is ignored); a peer SC's is relayed when well formed."""
+        if where[0] == "cta":
+            channel = self.signaling.channels.get(where[1])
+            return format_peer(channel.esp_source) if channel is not None and channel.esp_source else None
+        value = message.headers.get(PEER_HEADER)
+        if value is None:
+            return None
+        try:
+            return format_peer(parse_peer(value))
+        except CallKeyError:
+            return None
 
     def _route(self, number: str, *, allow_peer: bool) -> Where:
         reg = self.signaling.registrations.get(number)
@@ -724,6 +744,9 @@ class CallEngine:
         if a.final is not None:
             return
         headers: list[tuple[str, str]] = [("Contact", str(self._contact()))]
+        peer = self._esp_peer(call.b.where, response) if call.b is not None else None
+        if peer:
+            headers.append((PEER_HEADER, peer))
         if call.verifies:
             headers.append((KEY_HEADER, call.key.header_value()))  # seed 460: only after B's ack
         else:

@@ -597,11 +597,11 @@ class ScServer:
                 if peer_sc is not None:  # responder side: the peer's SA pair lives in our ScKeyManager
                     contextvars.copy_context().run(self._peer_sip, peer_sc.name, payload, now)
             return
-        contextvars.copy_context().run(self._sip_datagram, principal, payload, (peer[0], sport), now)
+        contextvars.copy_context().run(self._sip_datagram, principal, payload, (peer[0], sport), now, peer)
 
-    def _sip_datagram(self, principal: str, payload: bytes, source: tuple, now: float) -> None:
+    def _sip_datagram(self, principal: str, payload: bytes, source: tuple, now: float, esp_source: tuple) -> None:
         structlog.contextvars.bind_contextvars(principal=principal)
-        self.signaling.receive(principal, payload, now, source)
+        self.signaling.receive(principal, payload, now, source, esp_source)
         self._flush_signaling(now)
         self._rearm()
 

@@ -199,6 +199,7 @@ class _Channel:
     identity: CtaIdentity
     layer: TransactionLayer
     source: Address = ("0.0.0.0", 5060)
+    esp_source: Address | None = None  # the outer address its ESP comes from (Kerbtel-Esp-Peer)
     numbers: set[str] = field(default_factory=set)
     keepalive_due: float | None = None
     keepalive_key: object | None = None
@@ -294,13 +295,17 @@ class SignalingEngine:
             channel.layer.handle_timer(now)
             self._drain(principal, channel, now)
 
-    def receive(self, principal: str, data: bytes, now: float, source: Address | None = None) -> None:
-        """A decrypted SIP datagram from `principal`'s channel (`source`: outer host, inner port)."""
+    def receive(self, principal: str, data: bytes, now: float, source: Address | None = None,
+                esp_source: Address | None = None) -> None:
+        """A decrypted SIP datagram from `principal`'s channel (`source`: outer host, inner port;
+        `esp_source`: outer host and port of the ESP packet, where the CTA's ESP arrives)."""
         channel = self.channels.get(principal)
         if channel is None:
             raise KeyError(f"no signaling channel for {principal}")
         if source is not None:
             channel.source = source
+        if esp_source is not None:
+            channel.esp_source = esp_source
         channel.layer.receive_datagram(data, channel.source, now)
         self._drain(principal, channel, now)
 

@@ -56,6 +56,7 @@ class Cta:
         self.ua = CtaUserAgent(numbers, domain=sc.sig.config.domain, local_host=f"10.0.0.{seed % 250}",
                                keepalive_interval=0, rng=counter_rng(seed * 1000))
         self.agent = CallAgent(self.ua)
+        self.esp_address = (self.ua.local_host, 4500 + seed)  # where its ESP comes from
         ids = None if restrictions is not None else frozenset(phone_id(n) for n in numbers)
         sc.sig.open_channel(CtaIdentity(self.principal, ids, restrictions), 0.0)
 
@@ -69,6 +70,11 @@ class Net:
         self.ctas: list[Cta] = []
         self.log: list[tuple[str, object]] = []
         self.tamper = None  # f(bytes) -> bytes, applied to every datagram
+        self.cta_tamper = None  # f(bytes) -> bytes, applied to what CTAs send their SC only
+        self.esp_sources = True  # SCs learn each CTA's ESP address (as scd's server tells them)
+        self.drop_direct = None  # f(DirectDatagram) -> bool: lose this CTA-to-CTA datagram
+        self.direct: list = []  # every CTA-to-CTA datagram sent: (sender name, DirectDatagram)
+        self.to_sc: list = []  # every datagram a CTA sent its SC: (sender name, bytes)
 
     def sc(self, name: str, **config) -> Sc:
         sc = self.scs[name] = Sc(name, CallConfig(**config), 1000 * (len(self.scs) + 1))
@@ -90,7 +96,19 @@ class Net:
             for cta in self.ctas:
                 for data in cta.agent.datagrams_to_send():
                     moved = True
-                    cta.sc.sig.receive(cta.principal, self._x(data), self.now, (cta.ua.local_host, 5060))
+                    self.to_sc.append((cta.name, data))
+                    if self.cta_tamper:
+                        data = self.cta_tamper(data)
+                    cta.sc.sig.receive(cta.principal, self._x(data), self.now, (cta.ua.local_host, 5060),
+                                       cta.esp_address if self.esp_sources else None)
+                    self._collect()
+                for datagram in cta.agent.direct_datagrams_to_send():
+                    moved = True
+                    self.direct.append((cta.name, datagram))
+                    if self.drop_direct and self.drop_direct(datagram):
+                        continue
+                    peer = next(c for c in self.ctas if c.esp_address == datagram.peer)
+                    assert peer.agent.receive_direct(datagram.spi, self._x(datagram.data), self.now)
                     self._collect()
             for sc in self.scs.values():
                 for principal, data, _port in sc.sig.datagrams_to_send():
@@ -118,6 +136,7 @@ class Net:
                 sc.calls.handle_timer(self.now)
             for cta in self.ctas:
                 cta.agent.handle_timer(self.now)
+            self._collect()
             self.run()
         self.now = end
 

@@ -8,8 +8,9 @@ between the CTAs is the only traffic between 127.0.0.2 and 127.0.0.2; the line s
 SIP and RTP, ctad's line SIP and RTP/RTCP ports) stays on 127.0.0.1.
 
 What is captured (tshark on `lo`, for the whole module): every SC's key-management (pktc) and
-ESP UDP ports (so CTA-SC and SC-SC traffic, whatever the CTA's own ephemeral port) and UDP from
-127.0.0.2 to 127.0.0.2 (the CTA-to-CTA SRTP on the CTAs' media ports). Not captured: the
+ESP UDP ports (CTA-SC and SC-SC traffic), every CTA's own key-management/ESP port (pinned in its
+config: the direct CTA-to-CTA channel) and UDP from 127.0.0.2 to 127.0.0.2 (the CTA-to-CTA SRTP
+on the CTAs' media ports). Not captured: the
 line-side ports (exempt per the issue: plain RTP and SIP between a softphone and its CTA on one
 host).
 
@@ -28,8 +29,8 @@ Calls, in file order (the capture is analysed at the end):
 - item 2 (a): pylibsrtp, given only the keys `kerbtel keys srtp DIR` prints (from the CTAs' key
   logs), decrypts every SRTP packet of the first call to exactly the RTP the softphones sent, and
   the decoded audio passes ToneCheck; (b) tshark with `kerbtel keys wireshark DIR` decrypts every
-  ESP packet of the capture (CTA-SC and SC-SC hops) with a good ICV, as esp:udp:sip, and shows
-  the INVITE and BYE both into and out of the SC;
+  ESP packet of the capture (CTA-SC, SC-SC and CTA-CTA hops) with a good ICV, as esp:udp:sip, and
+  shows the INVITE and BYE both into and out of the SC, and the hang-up's BYE and its 200 CTA to CTA;
 - item 3: no 16-byte run of any RTP payload a softphone sent appears in any captured UDP payload,
   and no captured UDP payload is SIP (a request line or "SIP/2.0").
 
@@ -54,6 +55,7 @@ from pathlib import Path
 import pytest
 
 from common.audio import ToneCheck, ulaw_decode
+from common.ports import PORT_HIGH, bindable
 from ctad.softphone import CallFailed, Softphone, SoftphoneConfig
 from tests.conftest import require_peer
 from tests.pcaputil import ipv4_udp
@@ -185,6 +187,7 @@ class Live:
     pcap: Path
     ctas: dict[str, dict]
     sc_ports: dict[str, tuple[int, int]]      # SC name -> (km port, ESP port)
+    cta_ports: list[int]                      # the CTAs' key-management/ESP sockets
     phones: list[RecordingSoftphone] = field(default_factory=list)
     first_call: dict = field(default_factory=dict)
 
@@ -198,6 +201,15 @@ class Live:
     def stop_capture(self) -> list[Datagram]:
         self.capture.stop()
         return read_pcap(self.pcap)
+
+
+def _set_cta_port(config: Path, port: int) -> None:
+    """Pin the CTA's key-management/ESP socket (ephemeral by default) so the capture can include
+    its direct CTA-to-CTA channel."""
+    text = config.read_text()
+    new = re.sub(r'(?ms)^(\[cta\].*?^local = )"([^":]*):0"', rf'\1"\2:{port}"', text, count=1)
+    assert new != text, f"no [cta] local in {config}"
+    config.write_text(new)
 
 
 def _set_media_host(config: Path) -> None:
@@ -215,10 +227,14 @@ def live(tmp_path_factory):
     try:
         ctas = {n: d.cta(n) for n in ("cta1", "cta2", "cta3")}
         assert not ctas["cta3"]["provisioned"] and not ctas["cta3"]["numbers"]
-        for c in ctas.values():
+        # above every port common.ports hands out (the SCs' km ports): Wireshark tries the lower
+        # port's decoder first, and a CTA port is decoded as ESP-in-UDP
+        cta_ports = [p for p in range(PORT_HIGH, 32768) if bindable("127.0.0.1", p, ("udp",))][:len(ctas)]
+        for c, port in zip(ctas.values(), cta_ports):
             _set_media_host(Path(c["config"]))
+            _set_cta_port(Path(c["config"]), port)
         sc_ports = {s["name"]: (_hostport(s["km"])[1], _hostport(s["esp"])[1]) for s in d.manifest["scs"]}
-        ports = sorted(p for pair in sc_ports.values() for p in pair)
+        ports = sorted([p for pair in sc_ports.values() for p in pair] + cta_ports)
         bpf = " or ".join(f"udp port {p}" for p in ports) + f" or (udp and src host {MEDIA_HOST} and dst host {MEDIA_HOST})"
         pcap = tmp_path_factory.mktemp("cap") / "calls.pcap"
         capture = Capture(pcap, bpf)
@@ -236,7 +252,7 @@ def live(tmp_path_factory):
                 d.wait_registered(c["numbers"], sc=c["sc"], timeout=30)
             d.wait_log(f"ctad:{c['name']}", lambda r: r.get("event") == "line side")
         d.wait_log("ctad:cta3", lambda r: r.get("event") == "state" and r.get("state") == "connected", timeout=30)
-        yield Live(d, capture, pcap, ctas, sc_ports)
+        yield Live(d, capture, pcap, ctas, sc_ports, cta_ports)
     finally:
         if capture is not None:
             capture.stop()
@@ -491,7 +507,8 @@ def test_item2b_tshark_decrypts_every_esp_packet_and_shows_the_sip(live, capture
     assert esp and not bad, f"{len(bad)} of {len(esp)} ESP packets not decrypted: {bad[:5]}"
     # every datagram on an SC's ESP port is ESP
     on_esp_ports = [r for r in rows if r["udp.srcport"] in esp_ports or r["udp.dstport"] in esp_ports]
-    assert len(on_esp_ports) == len(esp), [r for r in on_esp_ports if r not in esp][:5]
+    assert all(":esp" in r["frame.protocols"] for r in on_esp_ports), \
+        [r for r in on_esp_ports if ":esp" not in r["frame.protocols"]][:5]
     cta_sc = [r for r in esp if (r["udp.srcport"] in esp_ports) != (r["udp.dstport"] in esp_ports)]
     sc_sc = [r for r in esp if r["udp.srcport"] in esp_ports and r["udp.dstport"] in esp_ports]
     for method in ("INVITE", "BYE"):
@@ -500,12 +517,17 @@ def test_item2b_tshark_decrypts_every_esp_packet_and_shows_the_sip(live, capture
     assert any(r["sip.Method"] == "REGISTER" for r in cta_sc)
     if len(live.sc_ports) > 1:
         assert any(r["sip.Method"] == "INVITE" for r in sc_sc), "no INVITE on the SC-SC hop"
-    print(f"tshark: {len(esp)} ESP packets decrypted with a good ICV ({len(cta_sc)} CTA-SC, {len(sc_sc)} SC-SC); "
+    # each call's direct channel: the hang-up's BYE goes CTA to CTA in the call's SA pair
+    cta_cta = [r for r in esp if r["udp.srcport"] not in esp_ports and r["udp.dstport"] not in esp_ports]
+    assert any(r["sip.Method"] == "BYE" for r in cta_cta), "no BYE on the CTA-CTA hop"
+    assert any(r["sip.CSeq.method"] == "BYE" and not r["sip.Method"] for r in cta_cta), "no 200 (BYE) CTA-CTA"
+    print(f"tshark: {len(esp)} ESP packets decrypted with a good ICV ({len(cta_sc)} CTA-SC, {len(sc_sc)} SC-SC, "
+          f"{len(cta_cta)} CTA-CTA); "
           f"SIP methods {sorted({r['sip.Method'] for r in esp if r['sip.Method']})}")
 
 
 def test_item3_no_plaintext_rtp_or_sip_in_the_capture(live, captured):
-    ports = sorted(p for pair in live.sc_ports.values() for p in pair)
+    ports = sorted([p for pair in live.sc_ports.values() for p in pair] + live.cta_ports)
     media = [x for x in captured if x.src == MEDIA_HOST == x.dst]
     signaling = [x for x in captured if x.sport in ports or x.dport in ports]
     assert len(media) > 500 and len(signaling) > 50, (len(media), len(signaling))
@@ -520,6 +542,6 @@ def test_item3_no_plaintext_rtp_or_sip_in_the_capture(live, captured):
     assert not leaks, f"{len(leaks)} captured datagrams contain RTP payload in clear: {leaks[:2]}"
     sip = [x for x in captured if x.payload.startswith(b"SIP/2.0") or SIP_REQUEST.match(x.payload)]
     assert not sip, f"SIP outside ESP: {sip[:2]}"
-    print(f"captured on lo: UDP ports {ports} (SC km and ESP) and {MEDIA_HOST}<->{MEDIA_HOST} (CTA media): "
+    print(f"captured on lo: UDP ports {ports} (SC km and ESP, CTA km/ESP) and {MEDIA_HOST}<->{MEDIA_HOST} (CTA media): "
           f"{len(signaling)} signaling and {len(media)} media datagrams, {sum(len(p.sent) for p in live.phones)} "
           f"RTP packets sent by the phones, none in clear")

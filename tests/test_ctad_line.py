@@ -18,7 +18,7 @@ from ctad.calls import CallAgent
 from ctad.line import LineCallEnded, LineConfig, LineSide, PhoneRegistered, StartMedia, StopMedia
 from ctad.media import LINE_RTP, NETWORK, MediaRelay, sdp_for_line, sdp_for_network
 from ctad.signaling import CtaUserAgent
-from ctad.softphone import CallClosed, CallEstablished, IncomingCall, PhoneAgent, Registered, Ringing
+from ctad.softphone import CallClosed, CallEstablished, IncomingCall, InfoReceived, PhoneAgent, Registered, Ringing
 from scd.calls import CallConfig, CallEngine
 from scd.calls import CallEnded as ScCallEnded
 from scd.signaling import CtaIdentity, SignalingConfig, SignalingEngine
@@ -93,6 +93,7 @@ class Net:
         self.sc_events: list = []
         self.wire: list[tuple[tuple[str, int], bytes]] = []  # every line-side datagram, (to, data)
         self.inject: list[tuple[tuple[str, int], tuple[str, int], bytes]] = []
+        self.direct: list[tuple[str, bytes]] = []  # CTA-to-CTA datagrams: (sender, SIP)
 
     def cta(self, name: str, number: str, **kw) -> Cta:
         cta = Cta(self, name, number, len(self.ctas) + 1, **kw)
@@ -130,7 +131,12 @@ class Net:
             for cta in self.ctas:
                 for data in cta.ua.datagrams_to_send():
                     moved = True
-                    self.sc.sig.receive(cta.principal, data, self.now, (cta.host, 5060))
+                    self.sc.sig.receive(cta.principal, data, self.now, (cta.host, 5060), (cta.host, 4500))
+                for datagram in cta.agent.direct_datagrams_to_send():  # CTA to CTA (in ESP, in ctad)
+                    moved = True
+                    self.direct.append((cta.name, datagram.data))
+                    peer = next(c for c in self.ctas if (c.host, 4500) == datagram.peer)
+                    peer.agent.receive_direct(datagram.spi, datagram.data, self.now)
                 for data, dest in cta.line.datagrams_to_send():
                     moved = True
                     self.wire.append((dest, data))
@@ -390,6 +396,40 @@ def test_call_from_phone_a_to_registered_phone_b_and_hangup_by_a(net):
     assert not ended.failed
     assert only([e for e in a.events if isinstance(e, LineCallEnded)]).established
     assert a.line.stats()["completed"] == b.line.stats()["completed"] == 1
+
+
+def direct_sent(net: Net, cta: str) -> list[str]:
+    out = []
+    for who, data in net.direct:
+        if who == cta:
+            msg = parse_message(data)
+            out.append(msg.method if isinstance(msg, SipRequest) else f"{msg.status}/{msg.cseq.method}")
+    return out
+
+
+def test_info_from_a_phone_reaches_the_other_phone_cta_to_cta(net):
+    a, b, pa, pb = two_lines(net)
+    pa.dial(B_NUM, net.now)
+    net.run()
+    only(net.events("pb", CallEstablished))
+    before = dict(net.sc.calls.stats)  # the SC's counters must not move
+    dtmf = b"Signal=7\r\nDuration=250\r\n"
+    assert pa.send_info(dtmf, "application/dtmf-relay", net.now)
+    net.run()
+    info = only(net.events("pb", InfoReceived))
+    assert (info.body, info.content_type) == (dtmf, "application/dtmf-relay")
+    assert direct_sent(net, "A") == ["INFO"]
+    assert dict(net.sc.calls.stats) == before
+    # and back: B's phone to A's phone
+    assert pb.send_info(b"Signal=#\r\nDuration=100\r\n", "application/dtmf-relay", net.now)
+    net.run()
+    assert only(net.events("pa", InfoReceived)).body.startswith(b"Signal=#")
+    # the hang-up goes CTA to CTA as well, and the SC still sees the call end
+    pa.hangup(net.now)
+    net.run()
+    assert direct_sent(net, "A") == ["INFO", "200/INFO", "BYE"]
+    assert only(net.events("pb", CallClosed)).reason == "remote BYE"
+    assert not only([e for e in net.sc_events if isinstance(e, ScCallEnded)]).failed
 
 
 def test_hangup_by_the_called_phone(net):

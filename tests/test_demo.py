@@ -60,6 +60,10 @@ def _check_capture(out: str, directory) -> None:
     if os.geteuid() == 0 and shutil.which("tshark"):
         assert (directory / "demo.pcap").exists()
         assert re.search(r"^  decrypted: (\d+) of \1 ESP packets with a good ICV, \d+ carry SIP \(.*INVITE", out, re.M), out
+        # every hop decrypts: the CTA-CTA one carries the hang-up (BYE) the CTAs send each other
+        for hop, sip in (("CTA-SC", "INVITE"), ("SC-SC", "INVITE"), ("CTA-CTA", "BYE")):
+            m = re.search(rf"^    {hop} +(\d+) ESP packets, (\d+) good ICV, SIP (.*)$", out, re.M)
+            assert m and m.group(1) == m.group(2) and int(m.group(1)) > 0 and sip in m.group(3).split(), out
         assert re.search(rf"^  tshark -r {re.escape(str(directory))}/demo\.pcap -o esp\.enable_encryption_decode:TRUE .*"
                          r"uat:esp_sa:.*kerberos\.file:", out, re.M), out
     else:

@@ -52,6 +52,8 @@ def test_wireshark_options_one_line(deployment, capsys):
     assert uat[0].count('"') == 16 and '"0x00005678"' in uat[0] and '"NULL"' in uat[0]
     for s in deployment.scs:
         assert f"udp.port=={s.km_port},pktc" in args and f"udp.port=={s.esp_port},udpencap" in args
+    kdc_port = int(json.loads((deployment.directory / "deployment.json").read_text())["kdc"]["tcp"].rsplit(":", 1)[1])
+    assert f"tcp.port=={kdc_port},kerberos" in args and f"udp.port=={kdc_port},kerberos" in args
     keytab_opt = next(a for a in args if a.startswith("kerberos.file:"))
     keytab = keytab_opt.split(":", 1)[1]
     assert stat.S_IMODE(os.stat(keytab).st_mode) == 0o600
@@ -127,3 +129,25 @@ def test_call_keys_logged_by_both_ctas_agree_and_kerbtel_keys_srtp_prints_them(t
     # the CTA-to-CTA SA pair, once, matched on any address
     entries = esp_sa_entries([rec_a, rec_b])
     assert entries == [wireshark_esp_sa(SUITE_AES_GCM_16, esp.a_to_b), wireshark_esp_sa(SUITE_AES_GCM_16, esp.b_to_a)]
+
+
+def test_direct_channel_ports_are_decoded_as_esp_in_udp(tmp_path, capsys):
+    import dataclasses
+
+    d = create_deployment(tmp_path / "d", key_log=True)
+    subkey, spi = bytes(range(32)), 0x10203040
+    event_a, _, _ = _call_keys_event("A", subkey, spi)
+    event_b, _, _ = _call_keys_event("B", subkey, spi)
+    KeyLog(d.ctas[0].key_log, "ctad").call_keys(dataclasses.replace(event_a, peer_esp=("127.0.0.1", 41002)),
+                                                local="127.0.0.1:41001")
+    KeyLog(d.ctas[1].key_log, "ctad").call_keys(dataclasses.replace(event_b, peer_esp=("127.0.0.1", 41001)),
+                                                local="127.0.0.1:41002")
+    rec_a = read_key_log(d.ctas[0].key_log)[-1]
+    assert (rec_a["local"], rec_a["peer"]) == ("127.0.0.1:41001", "127.0.0.1:41002")
+    # a call without a direct channel logs no ends
+    KeyLog(d.ctas[2].key_log, "ctad").call_keys(event_a, local="127.0.0.1:41003")
+    assert "local" not in read_key_log(d.ctas[2].key_log)[-1]
+    assert kerbtel(["keys", "wireshark", str(d.directory)]) == 0
+    args = shlex.split(capsys.readouterr().out)
+    assert "udp.port==41001,udpencap" in args and "udp.port==41002,udpencap" in args
+    assert "udp.port==41003,udpencap" not in args

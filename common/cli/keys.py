@@ -12,7 +12,10 @@ one line, shell-quoted:
   CTA-SC SAs and SC-SC SAs alike: scd logs the SA pair of a peer-SC link on both ends (the
   initiator's and the responder's records of one pair are the same SAs, listed once);
 - `-d udp.port==N,pktc` for every SC key-management port and `-d udp.port==N,udpencap` for every
-  ESP port other than 4500;
+  ESP port other than 4500 and every CTA port of a call's direct CTA-to-CTA channel (from the
+  `call_keys` records; tshark tries the lower port first, so a CTA port must lie above the SCs'
+  km ports, as ephemeral ports do);
+- `-d tcp.port==N,kerberos -d udp.port==N,kerberos` for the KDC when it is not on port 88;
 - `-o kerberos.decrypt:TRUE -o kerberos.file:DIR/wireshark.keytab`, a keytab (0600) it writes
   with every SC's keys, so tshark decrypts tickets, authenticators and the AP-REP sub-keys.
 
@@ -89,7 +92,7 @@ def call_keys(records, call_ref: str | None = None) -> list[dict]:
     return list(calls.values())
 
 
-def _load_records(directory: Path) -> tuple[dict, list[dict]]:
+def load_key_records(directory: Path) -> tuple[dict, list[dict]]:
     from common.keylog import read_key_log
 
     try:
@@ -112,7 +115,7 @@ def wireshark_options(directory: Path, *, keytab: Path | None = None) -> list[st
     from common.esp import tshark_esp_options
     from common.keytab import Keytab
 
-    manifest, records = _load_records(directory)
+    manifest, records = load_key_records(directory)
     km_ports, esp_ports = [], []
     merged = Keytab([])
     for sc in manifest.get("scs", []):
@@ -126,9 +129,16 @@ def wireshark_options(directory: Path, *, keytab: Path | None = None) -> list[st
     keytab = keytab or directory / KEYTAB_NAME
     merged.save(keytab)
     keytab.chmod(0o600)
-    args = tshark_esp_options(esp_sa_entries(records), udp_ports=esp_ports)
+    # ESP-in-UDP between CTAs (each call's direct channel) is on the CTAs' own ports
+    cta_ports = sorted({int(rec[end].rsplit(":", 1)[1]) for rec in records if rec.get("type") == "call_keys"
+                        for end in ("local", "peer") if rec.get(end)})
+    args = tshark_esp_options(esp_sa_entries(records), udp_ports=[*esp_ports, *cta_ports])
     for port in km_ports:
         args += ["-d", f"udp.port=={port},pktc"]
+    kdc_ports = sorted({int(str(manifest["kdc"][t]).rsplit(":", 1)[1]) for t in ("tcp", "udp")
+                        if manifest.get("kdc", {}).get(t)} - {88})
+    for port in kdc_ports:
+        args += ["-d", f"tcp.port=={port},kerberos", "-d", f"udp.port=={port},kerberos"]
     args += ["-o", "kerberos.decrypt:TRUE", "-o", f"kerberos.file:{keytab.absolute()}"]
     return args
 
@@ -140,7 +150,7 @@ def _cmd_wireshark(args: argparse.Namespace) -> int:
 
 
 def _cmd_srtp(args: argparse.Namespace) -> int:
-    _, records = _load_records(Path(args.directory).absolute())
+    _, records = load_key_records(Path(args.directory).absolute())
     calls = call_keys(records, args.call)
     if args.call and not calls:
         raise CliError(f"no keys logged for call {args.call}")
