@@ -146,6 +146,21 @@ class LineSection:
 class MediaSection:
     host: str = "127.0.0.1"
     backend: Literal["auto", "libsrtp", "python"] = "auto"
+    # UDP ports for the media sockets (per call: the network leg, the line leg's RTP/RTCP pair);
+    # both 0: any free port. A firewall in front of the CTA opens this range.
+    port_min: Annotated[int, Range(0, 65535)] = 0
+    port_max: Annotated[int, Range(0, 65535)] = 0
+
+    def __post_init__(self) -> None:
+        if (self.port_min == 0) != (self.port_max == 0):
+            raise ValueError("port_min and port_max go together (both 0: any free port)")
+        if self.port_min and self.port_max - self.port_min < 3:
+            raise ValueError(f"port_min-port_max {self.port_min}-{self.port_max}: a call needs at least 3 ports "
+                             "(network leg, line RTP and RTCP)")
+
+    @property
+    def port_range(self) -> tuple[int, int] | None:
+        return (self.port_min, self.port_max) if self.port_min else None
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,8 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
+import random
 import socket
 from dataclasses import dataclass
 from typing import Literal
@@ -592,6 +594,31 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _bind_in_range(host: str, port_range: tuple[int, int]) -> socket.socket:
+    """One socket on a free port of `port_range` (inclusive), probing from a random start."""
+    low, high = port_range
+    start = random.randint(low, high)
+    for port in itertools.chain(range(start, high + 1), range(low, start)):
+        try:
+            return _bind(host, port)
+        except OSError:
+            continue
+    raise OSError(f"no free UDP port on {host} in {low}-{high}")
+
+
+def _bind_pair_in_range(host: str, port_range: tuple[int, int]) -> tuple[socket.socket, socket.socket]:
+    """An even/odd RTP/RTCP pair inside `port_range`, probing from a random even start."""
+    low, high = port_range
+    first = low + (low % 2)
+    start = random.randrange(first, high, 2) if high > first else first
+    for port in itertools.chain(range(start, high, 2), range(first, start, 2)):
+        try:
+            return _bind_pair(host, port)
+        except OSError:
+            continue
+    raise OSError(f"no free even/odd UDP port pair on {host} in {low}-{high}")
+
+
 def _bind_pair(host: str, port: int, attempts: int = 64) -> tuple[socket.socket, socket.socket]:
     """RTP on an even port P and RTCP on P + 1 (RFC 3550 11); `port` 0 probes for a free pair."""
     if port:
@@ -625,13 +652,15 @@ class MediaSession:
         ...
         await session.stop()      # logs one summary line with the counters
 
-    `line_port` (even, RTCP on +1) and `network_port` default to 0 (any free port). Works on the
+    `line_port` (even, RTCP on +1) and `network_port` default to 0: a free port, from `port_range`
+    when given (the operator's firewall range). Works on the
     default loop and on uvloop; one loop owns a session (the relay is not thread-safe).
     """
 
     def __init__(self, relay: MediaRelay, *, line_host: str = "127.0.0.1", network_host: str = "127.0.0.1",
-                 line_port: int = 0, network_port: int = 0) -> None:
+                 line_port: int = 0, network_port: int = 0, port_range: tuple[int, int] | None = None) -> None:
         self.relay = relay
+        self.port_range = port_range  # ports 0 take free ones from here ([media] port_min/port_max)
         self.line_host = line_host
         self.network_host = network_host
         self.line_port = line_port
@@ -653,9 +682,16 @@ class MediaSession:
             raise RuntimeError("media session already started")
         loop = self._loop = asyncio.get_running_loop()
         self.time = loop.time
-        rtp, rtcp = _bind_pair(self.line_host, self.line_port)
+        ranged = self.port_range is not None
+        if ranged and not self.line_port:
+            rtp, rtcp = _bind_pair_in_range(self.line_host, self.port_range)
+        else:
+            rtp, rtcp = _bind_pair(self.line_host, self.line_port)
         try:
-            net = _bind(self.network_host, self.network_port)
+            if ranged and not self.network_port:
+                net = _bind_in_range(self.network_host, self.port_range)
+            else:
+                net = _bind(self.network_host, self.network_port)
         except OSError:
             rtp.close()
             rtcp.close()

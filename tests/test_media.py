@@ -593,3 +593,38 @@ def test_a_session_binds_an_even_rtp_port_with_rtcp_next_to_it_and_stops_cleanly
         assert not session.stats()["running"]
 
     run_on("asyncio", main())
+
+
+def test_sessions_take_their_ports_from_the_configured_range_until_it_is_full() -> None:
+    from common.ports import free_port_block
+
+    low = free_port_block(6, kinds=("udp",), even=True)
+    port_range = (low, low + 5)  # room for exactly two calls (3 ports each)
+
+    async def main():
+        sessions = [MediaSession(pair()[0], port_range=port_range) for _ in range(3)]
+        await sessions[0].start()
+        await sessions[1].start()
+        used = set()
+        for s in sessions[:2]:
+            rtp = s.line_address[1]
+            assert rtp % 2 == 0 and s.line_rtcp_address[1] == rtp + 1
+            used |= {rtp, rtp + 1, s.network_address[1]}
+        assert used == set(range(low, low + 6))
+        with pytest.raises(OSError, match=f"in {low}-{low + 5}"):
+            await sessions[2].start()
+        for s in sessions[:2]:
+            await s.stop()
+
+    run_on("asyncio", main())
+
+
+def test_media_port_range_config_is_checked() -> None:
+    from ctad.config import MediaSection
+
+    assert MediaSection().port_range is None
+    assert MediaSection(port_min=40000, port_max=40999).port_range == (40000, 40999)
+    with pytest.raises(ValueError, match="go together"):
+        MediaSection(port_min=40000)
+    with pytest.raises(ValueError, match="at least 3 ports"):
+        MediaSection(port_min=40000, port_max=40001)
