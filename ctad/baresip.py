@@ -117,6 +117,7 @@ class BaresipConfig:
     outbound: bool = False           # route every request via `line` (outbound proxy, adds Route)
     codecs: str = "pcmu"             # audio_codecs account parameter, e.g. "pcmu,pcma"
     answermode: str = "auto"
+    mediaenc: str | None = None      # e.g. "srtp" (SDES, best effort) or "srtp-mand" (RTP/SAVP)
     sip_trace: bool = False          # baresip -s (SIP messages into the log)
     executable: str = "baresip"
 
@@ -178,6 +179,7 @@ class Baresip:
             "module\taufile.so",
             "module\tsndfile.so",
             "module\tctrl_tcp.so",
+            *(["module\tsrtp.so"] if c.mediaenc else []),
             "module_tmp\tuuid.so",
             "module_tmp\taccount.so",
             "module_app\tmenu.so",
@@ -190,6 +192,8 @@ class Baresip:
     def account_line(self) -> str:
         c = self.config
         params = [f"answermode={c.answermode}", f"audio_codecs={c.codecs}"]
+        if c.mediaenc:
+            params.append(f"mediaenc={c.mediaenc}")
         if c.register:
             if not c.line:
                 raise BaresipError("register=True needs line=HOST:PORT")

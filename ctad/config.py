@@ -136,6 +136,9 @@ class LineSection:
     register_max_expires: Annotated[int, Range(1, 7 * 86400)] = 86400
     ring_timeout: Annotated[float, Range(1, 3600)] = 120.0
     t1: Annotated[float, Range(0.01, 10)] = 0.5
+    # SDES-SRTP with the softphones (ctad/sdes.py): off (plain RTP only; an RTP/SAVP offer gets
+    # 488) | optional (a phone offering a=crypto gets SRTP) | sdes (we offer it to phones too)
+    srtp: Literal["off", "optional", "sdes"] = "optional"
 
     def __post_init__(self) -> None:
         if self.register_min_expires > self.register_max_expires:

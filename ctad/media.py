@@ -82,6 +82,7 @@ from common.srtp import (
     derive_media_keys,
     profile_for,
 )
+from ctad.sdes import LineSdes, LineSrtpMode
 
 __all__ = [
     "LINE_RTP",
@@ -127,6 +128,8 @@ DROP_REASONS = (
     "network_replay",         # replayed, or older than the replay window
     "network_malformed",      # structurally not SRTP/SRTCP/3DES_CBC_SEED
     "network_too_many_ssrc",  # more SSRCs than the context tracks
+    "line_auth",              # SDES-SRTP line leg: the phone's packet does not verify
+    "line_replay",            # SDES-SRTP line leg: replayed by the phone side
 )
 
 
@@ -283,7 +286,7 @@ class MediaRelay:
 
     __slots__ = (
         "call_id", "role", "profile", "backend", "log", "log_interval", "_tx", "_rx", "_mode", "_options",
-        "_line_rtp", "_line_rtcp", "_network",
+        "_line_rtp", "_line_rtcp", "_network", "_line_in", "_line_out", "line_srtp",
         "encrypted_packets", "encrypted_bytes", "encrypted_rtcp_packets", "encrypted_rtcp_bytes",
         "decrypted_packets", "decrypted_bytes", "decrypted_rtcp_packets", "decrypted_rtcp_bytes",
         "drops", "_logged", "_log_due", "_last_error",
@@ -305,6 +308,8 @@ class MediaRelay:
         self.log_interval = log_interval
         self.log = log if log is not None else get_logger("ctad.media", call_id=call_id, role=role)
         self._line_rtp = self._line_rtcp = self._network = None
+        self._line_in = self._line_out = None  # SDES-SRTP on the line leg (ctad/sdes.py), else plain
+        self.line_srtp: str | None = None
         self.encrypted_packets = self.encrypted_bytes = self.encrypted_rtcp_packets = self.encrypted_rtcp_bytes = 0
         self.decrypted_packets = self.decrypted_bytes = self.decrypted_rtcp_packets = self.decrypted_rtcp_bytes = 0
         self.drops: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
@@ -347,6 +352,17 @@ class MediaRelay:
                         replay_window=replay_window, max_streams=max_streams)
             mode, name = "srtp", tx.backend
         self._tx, self._rx, self._mode, self.profile, self.backend = tx, rx, mode, profile_name, name
+
+    def set_line_srtp(self, phone_keys: MediaKeys, our_keys: MediaKeys) -> None:
+        """SDES-SRTP on the line leg: what the phone sends is decrypted with its key, what we send
+        it encrypted with ours (both from the SDP offer/answer with the phone)."""
+        backend, _legacy_mac, replay_window, max_streams = self._options
+        profile = profile_for(phone_keys.profile)
+        self._line_in = SrtpRx(profile, phone_keys.master_key, phone_keys.master_salt, backend=backend,
+                               replay_window=replay_window, max_streams=max_streams)
+        self._line_out = SrtpTx(profile, our_keys.master_key, our_keys.master_salt, backend=backend,
+                                replay_window=replay_window, max_streams=max_streams)
+        self.line_srtp = profile.name
 
     def set_subkey(self, subkey: bytes, spi: int, profile: str | None = None) -> None:
         """`set_keys(derive_media_keys(subkey, profile, spi))`, profile defaulting to the default."""
@@ -433,6 +449,11 @@ class MediaRelay:
         destination = self._network
         if destination is None:
             return self._drop("no_network_peer", now, source)
+        if self._line_in is not None:
+            try:
+                data = self._line_in.unprotect(data)
+            except SrtpError as exc:
+                return self._line_error(exc, now, source)
         try:
             out = self._tx.protect(data)
         except SrtpError as exc:
@@ -455,6 +476,11 @@ class MediaRelay:
         destination = self._network
         if destination is None:
             return self._drop("no_network_peer", now, self._line_rtp)
+        if self._line_in is not None:
+            try:
+                data = self._line_in.unprotect_rtcp(data)
+            except SrtpError as exc:
+                return self._line_error(exc, now, self._line_rtcp)
         try:
             out = self._tx.protect_rtcp(data)
         except SrtpError as exc:
@@ -479,6 +505,8 @@ class MediaRelay:
                 return self._rx_error(exc, now, source)
             self.decrypted_rtcp_packets += 1
             self.decrypted_rtcp_bytes += len(out)
+            if self._line_out is not None:
+                out = self._line_out.protect_rtcp(out)
             return LINE_RTCP, out, self._line_rtcp
         try:
             out = self._rx.unprotect(data)
@@ -486,6 +514,11 @@ class MediaRelay:
             return self._rx_error(exc, now, source)
         self.decrypted_packets += 1
         self.decrypted_bytes += len(out)
+        if self._line_out is not None:
+            try:
+                out = self._line_out.protect(out)
+            except (SrtpError, SrtpExhausted) as exc:  # a duplicate from the network leg passed its replay check
+                return self._drop("line_duplicate", now, source, exc)
         return LINE_RTP, out, destination
 
     # -- drops and their (aggregated) log lines -------------------------------------------------
@@ -495,6 +528,11 @@ class MediaRelay:
             if isinstance(exc, kind):
                 return self._drop(reason, now, source, exc)
         return self._drop("line_malformed", now, source, exc)
+
+    def _line_error(self, exc: SrtpError, now: float, source) -> None:
+        reason = "line_replay" if isinstance(exc, SrtpReplayError) else \
+            "line_auth" if isinstance(exc, SrtpAuthError) else "line_malformed"
+        return self._drop(reason, now, source, exc)
 
     def _rx_error(self, exc: SrtpError, now: float, source) -> None:
         for kind, reason in _RX_REASONS:
@@ -535,6 +573,7 @@ class MediaRelay:
             "role": self.role,
             "profile": self.profile,
             "backend": self.backend,
+            "line_srtp": self.line_srtp,
             "line_peer": _text(self._line_rtp),
             "network_peer": _text(self._network),
             "encrypted_packets": self.encrypted_packets,
@@ -658,8 +697,12 @@ class MediaSession:
     """
 
     def __init__(self, relay: MediaRelay, *, line_host: str = "127.0.0.1", network_host: str = "127.0.0.1",
-                 line_port: int = 0, network_port: int = 0, port_range: tuple[int, int] | None = None) -> None:
+                 line_port: int = 0, network_port: int = 0, port_range: tuple[int, int] | None = None,
+                 line_srtp: LineSrtpMode = "optional") -> None:
         self.relay = relay
+        self.line_srtp = line_srtp  # SDES with the phone: off | optional (answer it) | sdes (offer it too)
+        self.line_sdes: LineSdes | None = None
+        self._first_sdp: str | None = None  # "phone" (it offered) or "network" (we offer to it)
         self.port_range = port_range  # ports 0 take free ones from here ([media] port_min/port_max)
         self.line_host = line_host
         self.network_host = network_host
@@ -726,7 +769,7 @@ class MediaSession:
         await asyncio.sleep(0)  # let the transports finish closing
         self.relay.flush_log()
         s = self.relay.stats()
-        self.relay.log.info("media stopped", profile=s["profile"], backend=s["backend"],
+        self.relay.log.info("media stopped", profile=s["profile"], backend=s["backend"], line_srtp=s["line_srtp"],
                             encrypted_packets=s["encrypted_packets"], decrypted_packets=s["decrypted_packets"],
                             dropped=sum(s["drops"].values()), drops=s["drops"])
 
@@ -753,14 +796,35 @@ class MediaSession:
     # -- SDP ------------------------------------------------------------------------------------
 
     def line_to_network_sdp(self, phone_sdp: SessionDescription | bytes) -> bytes:
-        """The softphone's offer/answer -> the body for the remote CTA; the phone becomes the line peer."""
+        """The softphone's offer/answer -> the body for the remote CTA; the phone becomes the line
+        peer. Its a=crypto (SDES) keys the line leg (ctad/sdes.py); SdesError (a ValueError) when
+        an RTP/SAVP offer or an answer to our SDES offer has no key we can use."""
+        if self._first_sdp is None:
+            self._first_sdp = "phone"
+            self.line_sdes = LineSdes.from_phone_offer(phone_sdp, self.line_srtp)
+        elif self.line_sdes is not None and self.line_sdes.phone_keys is None:
+            self.line_sdes.accept_answer(phone_sdp)
+            self.relay.set_line_srtp(self.line_sdes.phone_keys, self.line_sdes.our_keys)
         self.relay.accept_line_sdp(phone_sdp)
         return bytes(sdp_for_network(phone_sdp, self.network_address))
 
     def network_to_line_sdp(self, cta_sdp: SessionDescription | bytes) -> bytes:
-        """The remote CTA's offer/answer -> the body for the softphone; the CTA becomes the network peer."""
+        """The remote CTA's offer/answer -> the body for the softphone; the CTA becomes the network
+        peer. With SDES on the line leg our a=crypto goes in (answering the phone's, or offering)."""
+        if self._first_sdp is None:
+            self._first_sdp = "network"
+            if self.line_srtp == "sdes":
+                self.line_sdes = LineSdes.our_offer()
         self.relay.accept_network_sdp(cta_sdp)
-        return bytes(sdp_for_line(cta_sdp, self.line_address, self.line_rtcp_address[1]))
+        sdp = sdp_for_line(cta_sdp, self.line_address, self.line_rtcp_address[1])
+        sdes = self.line_sdes
+        audio = sdp.audio()
+        if sdes is not None and audio is not None and audio.port != 0:
+            audio.proto = sdes.proto
+            audio.attributes.append(f"crypto:{sdes.attribute()}")
+            if sdes.phone_keys is not None:  # answering the phone's offer: both keys known now
+                self.relay.set_line_srtp(sdes.phone_keys, sdes.our_keys)
+        return bytes(sdp)
 
     # -- statistics ---------------------------------------------------------------------------
 

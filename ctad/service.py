@@ -575,7 +575,7 @@ class CtaService:
         backend = None if self.cfg.media.backend == "auto" else self.cfg.media.backend
         relay = MediaRelay.for_call(event.call, event.role, backend=backend)  # type: ignore[arg-type]
         session = MediaSession(relay, line_host=self.line_address.host, network_host=self.cfg.media.host,
-                               port_range=self.cfg.media.port_range)
+                               port_range=self.cfg.media.port_range, line_srtp=self.cfg.line.srtp)
         try:
             await session.start()
         except OSError as exc:

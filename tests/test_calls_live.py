@@ -106,14 +106,14 @@ def test_builtin_softphones_hangup_by_callee(running):
 # --- baresip ------------------------------------------------------------------------------------
 
 
-async def _baresip_call(d, tmp: Path, ctas, hang_up_at: str, outbound: bool = False):
+async def _baresip_call(d, tmp: Path, ctas, hang_up_at: str, outbound: bool = False, mediaenc: str | None = None):
     from ctad.baresip import Baresip, BaresipConfig
 
     a_num, b_num = ctas[0]["numbers"][0], ctas[1]["numbers"][0]
     # outbound: A does not register and sends via the line side as its outbound proxy (a Route
     # header the line side strips)
     a = Baresip(BaresipConfig(directory=tmp / "a", user=a_num, tone_hz=TONE_A, line=ctas[0]["line"],
-                              register=not outbound, outbound=outbound))
+                              register=not outbound, outbound=outbound, mediaenc=mediaenc))
     b = Baresip(BaresipConfig(directory=tmp / "b", user=b_num, tone_hz=TONE_B, line=ctas[1]["line"], register=True))
     try:
         for phone in (a, b):
@@ -151,3 +151,24 @@ def test_baresip_on_both_line_sides(running, tmp_path, hang_up_at, outbound):
     print(f"baresip: at B {v_b}; at A {v_a}")
     assert v_b.ok, f"A's tone at B: {v_b}"
     assert v_a.ok, f"B's tone at A: {v_a}"
+
+
+@pytest.mark.parametrize("mediaenc", ["srtp-mand", "srtp"])
+def test_baresip_with_sdes_srtp_on_the_line_side(running, tmp_path, mediaenc):
+    """Phone A speaks SDES-SRTP to cta1 (RTP/SAVP, or RTP/AVP with best-effort a=crypto); B stays
+    plain: the tones still pass both ways and cta1 logs the line leg's SRTP suite."""
+    require_peer("baresip", "sox")
+    d, ctas = running
+    before = len([r for r in d.records("ctad:cta1") if r.get("event") == "media stopped"])
+    at_a, at_b = asyncio.run(_baresip_call(d, tmp_path, ctas, "A", mediaenc=mediaenc))
+    v_b, v_a = ToneCheck(TONE_A).check_wav(at_b), ToneCheck(TONE_B).check_wav(at_a)
+    assert v_b.ok and v_a.ok, (v_b, v_a)
+    stopped = d.wait_log("ctad:cta1", lambda r: r.get("event") == "media stopped" and r.get("line_srtp")
+                         and len([x for x in d.records("ctad:cta1") if x.get("event") == "media stopped"]) > before)
+    # keys agree both ways: nothing failed authentication (baresip 1.0 sends one 16-byte RTCP
+    # before its SRTCP is up, which the line leg drops as malformed)
+    assert stopped["line_srtp"].startswith("AES_") and not stopped["drops"].get("line_auth"), stopped
+    assert stopped["encrypted_packets"] > 50 and stopped["decrypted_packets"] > 50, stopped
+    plain = d.wait_log("ctad:cta2", lambda r: r.get("event") == "media stopped")
+    print(f"baresip mediaenc={mediaenc}: line leg {stopped['line_srtp']} at cta1, plain at cta2 "
+          f"({plain.get('line_srtp')}); at B {v_b}; at A {v_a}")
