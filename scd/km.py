@@ -23,6 +23,7 @@ import struct
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache, partial
 from hashlib import sha256
 from typing import Callable, Iterable
 
@@ -41,6 +42,8 @@ from common.asn1.fastdecode import ApReqFields, TicketMemo, read_ap_req, read_au
 from common.asn1.kerbtel import KerbtelRestrictions, find_restrictions
 from common.asn1.krb5 import AD_IF_RELEVANT, AP_REQ, Authenticator, EncTicketPart
 from common.crypto import CryptoError, Key, KeyUsage, decrypt, encrypt, get_enctype, random_to_key
+from common.crypto.enctypes import decryptor
+from common.crypto.rfc3961 import HmacKey
 from common.esp import SUITE_3DES_SHA1, SUITE_AES_CBC_SHA256, SUITE_AES_GCM_16, EspSa, Suite, derive_esp_keys
 from common.keytab import Keytab
 from common.pktc import (
@@ -60,7 +63,6 @@ from common.pktc import (
     parse_km_message,
     rekey_material,
     sa_recovered_hmac,
-    verify_hmac,
 )
 from common.principal import Principal
 
@@ -83,6 +85,12 @@ _U32 = struct.Struct(">I")
 _ONE_SECOND = timedelta(seconds=1)
 _USE_SESSION_KEY = int(APOptions.USE_SESSION_KEY)  # plain ints: IntFlag's & costs ~1 us
 _INVALID = int(TicketFlags.INVALID)
+
+
+@lru_cache(maxsize=8)
+def _seconds(seconds: int) -> timedelta:
+    """timedelta(seconds=max_skew), made once instead of once per AP Request."""
+    return timedelta(seconds=seconds)
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -199,6 +207,9 @@ class _TicketInfo:
     # Derived once per ticket, not per AP Request:
     client_text: str = ""  # str(client): the replay cache key's first part
     request_hmac_key: bytes = field(repr=False, default=b"")  # hmac_key(session key, PURPOSE_AP_REQUEST)
+    request_mac: HmacKey | None = field(repr=False, default=None)  # HMAC-SHA-1 under request_hmac_key
+    # decrypt(session key, AP_REQ_AUTH, .) with the key checked and its usage keys derived once
+    decrypt_authenticator: Callable[[bytes], bytes] | None = field(repr=False, default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -619,10 +630,15 @@ class ScKeyManager:
         start = part["starttime"].native or part["authtime"].native
         session_key = part["key"].to_key()
         client = principal_from_asn1(part["cname"], part["crealm"])
+        try:
+            decrypt_authenticator = decryptor(session_key, KeyUsage.AP_REQ_AUTH)
+        except CryptoError:  # a session key we cannot use: decrypt() refuses each authenticator
+            decrypt_authenticator = partial(decrypt, session_key, KeyUsage.AP_REQ_AUTH)
+        request_hmac_key = hmac_key(session_key.contents, PURPOSE_AP_REQUEST)
         info = _TicketInfo(
             session_key, client, int(part["flags"].native),
             start, part["endtime"].native, restrictions, ad,
-            str(client), hmac_key(session_key.contents, PURPOSE_AP_REQUEST),
+            str(client), request_hmac_key, HmacKey(request_hmac_key, "sha1"), decrypt_authenticator,
         )
         self._tickets[cache_key] = info
         if len(self._tickets) > self.ticket_cache_size:
@@ -707,7 +723,7 @@ class ScKeyManager:
         client = ticket.client
         if context is not None:
             context.cname = client
-        skew = timedelta(seconds=self.max_skew)
+        skew = _seconds(self.max_skew)
         if ticket.flags & _INVALID or ticket.start - skew > wallclock:
             raise KrbError(ErrorCode.KRB_AP_ERR_TKT_NYV, f"the ticket is not valid before {ticket.start:%Y-%m-%dT%H:%M:%SZ}")
         if ticket.end + skew < wallclock:
@@ -717,7 +733,7 @@ class ScKeyManager:
         if auth_etype != session_key.enctype:
             raise KrbError(ErrorCode.KRB_AP_ERR_BAD_INTEGRITY, f"authenticator enctype {auth_etype} is not the session key's {session_key.enctype}")
         try:
-            plaintext = decrypt(session_key, KeyUsage.AP_REQ_AUTH, fields.auth_cipher)
+            plaintext = ticket.decrypt_authenticator(fields.auth_cipher)
             auth = read_authenticator(plaintext)
             if auth is not None:
                 same = auth.cname == client.components and auth.crealm == client.realm
@@ -743,11 +759,12 @@ class ScKeyManager:
     def _ap_exchange(self, msg: ApRequest, raw: bytes, peer: Peer, now: float, wallclock: datetime, context: ErrorContext) -> list:
         verified = self.verify_ap_request(msg.ap_req, wallclock, context)
         ticket, ctime, cusec = verified.ticket, verified.ctime, verified.cusec
-        if not verify_hmac(ticket.request_hmac_key, msg.hmac, raw[:-20]):
+        # verify_hmac(ticket.request_hmac_key, msg.hmac, raw[:-20]), without hashing the key's pads again
+        if not _hmac.compare_digest(ticket.request_mac.digest(raw[:-20]), bytes(msg.hmac)):
             raise KrbError(ErrorCode.KRB_AP_ERR_MODIFIED, "the AP Request HMAC does not verify")
         replay_key = (ticket.client_text, ctime, cusec, msg.server_nonce)
         self._check_replay(replay_key, wallclock)
-        self._replay[replay_key] = ctime + timedelta(seconds=self.max_skew) + _ONE_SECOND
+        self._replay[replay_key] = ctime + _seconds(self.max_skew) + _ONE_SECOND
         offered = set(msg.suites)
         suite = next((s for s in self.suites if (s.auth_id, s.enc_id) in offered), None)
         if suite is None:

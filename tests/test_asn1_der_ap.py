@@ -274,3 +274,11 @@ def test_ticket_memo_keeps_only_strictly_read_tickets():
     assert len(memo) == 0
     assert all(read_ap_req(data, memo) is not None for _ in range(2))
     assert len(memo) == 1
+
+
+def test_ticket_memo_does_not_keep_oversized_tickets():
+    server = Principal(("sc", "sc1.example.test"), "EXAMPLE.TEST", 2)
+    memo = TicketMemo(8)
+    big = _ap_req_bytes(5, 14, 0, server, 2, b"t" * (TicketMemo.MAX_TICKET + 10), 18, None, b"a" * 90)
+    assert read_ap_req(big, memo) is not None  # read as usual...
+    assert len(memo) == 0  # ...but an unauthenticated sender cannot pin big tickets in memory

@@ -138,3 +138,34 @@ def test_ticket_cache_keeps_per_ticket_derived_values():
     assert info.request_hmac_key == hmac_key(cta._session_key.contents, PURPOSE_AP_REQUEST)
     assert info.client_text == str(client(1))
     assert info.request_hmac_key.hex() not in repr(info)
+
+
+def test_ticket_with_an_unusable_session_key_refuses_its_authenticators_as_before():
+    """The per-ticket authenticator decryptor cannot be made for a session key of an unknown
+    enctype: the cached ticket falls back to decrypt(), whose refusal is the same KRB-ERROR."""
+    from common.asn1.krb5 import AP_REQ, EncryptionKey, EncTicketPart, Ticket, principal_to_asn1
+    from common.crypto import Key, encrypt
+    from tests.kmutil import SERVICE
+    from tests.test_km import KEYTAB
+
+    kvno = 2  # the newest service key in tests.test_km's keytab
+
+    clock = Clock()
+    cname, crealm = principal_to_asn1(client(1))
+    part = EncTicketPart({
+        "flags": 0x40810000, "key": EncryptionKey.from_key(Key(99, bytes(32))), "crealm": crealm, "cname": cname,
+        "transited": {"tr-type": 1, "contents": b""}, "authtime": clock.wallclock, "endtime": clock.wallclock.replace(year=2100),
+    }).dump()
+    service_key = KEYTAB.key_for(SERVICE, 18, kvno)
+    sname, srealm = principal_to_asn1(SERVICE)
+    ticket = Ticket({"realm": srealm, "sname": sname, "enc-part": {
+        "etype": 18, "kvno": kvno, "cipher": encrypt(service_key, KeyUsage.TICKET, part)}})
+    ap_req = AP_REQ({"pvno": 5, "msg-type": 14, "ap-options": 0, "ticket": ticket,
+                     "authenticator": {"etype": 99, "cipher": bytes(60)}}).dump()
+    sc = new_sc()
+    for _ in range(2):  # the ticket decrypted, then from the cache
+        with pytest.raises(KrbError) as info:
+            sc.verify_ap_request(ap_req, clock.wallclock)
+        assert info.value.code == ErrorCode.KRB_AP_ERR_BAD_INTEGRITY
+        assert info.value.text == "the authenticator does not decrypt with the ticket session key"
+    assert sc.stats["ticket_decrypted"] == 1 and sc.stats["ticket_cache_hit"] == 1

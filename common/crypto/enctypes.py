@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 from common.crypto.errors import CryptoError, IntegrityError, UnsupportedChecksumTypeError, UnsupportedEnctypeError
 from common.crypto.key import Key
@@ -68,6 +69,13 @@ def decrypt(key: Key, usage: int, ciphertext: bytes) -> bytes:
     """
     cls = _enctype_for_key(key)
     return cls.decrypt(key.contents, int(usage), bytes(ciphertext))
+
+
+def decryptor(key: Key, usage: int) -> Callable[[bytes], bytes]:
+    """`decrypt(key, usage, .)` for many messages (bytes) under one key and usage: the key is
+    checked, and the usage keys derived, once. The callable raises what `decrypt` raises."""
+    cls = _enctype_for_key(key)
+    return cls.decryptor(key.contents, int(usage))
 
 
 def random_to_key(enctype: int, random: bytes) -> Key:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from functools import lru_cache
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
@@ -60,6 +60,15 @@ class Enctype:
         raise NotImplementedError
 
     @classmethod
+    def decryptor(cls, key: bytes, usage: int) -> Callable[[bytes], bytes]:
+        """`decrypt` with `key` and `usage` fixed, for many messages under them."""
+
+        def decrypt(ciphertext: bytes) -> bytes:  # a closure, not partial(): its repr shows no key
+            return cls.decrypt(key, usage, ciphertext)
+
+        return decrypt
+
+    @classmethod
     def checksum(cls, key: bytes, usage: int, data: bytes) -> bytes:
         raise NotImplementedError
 
@@ -81,9 +90,38 @@ class Enctype:
         raise NotImplementedError
 
 
-@lru_cache(maxsize=4096)
+DERIVED_CACHE_SIZE = 4096  # entries of each per-key cache below (derived keys, usage keys)
+
+
+@lru_cache(maxsize=DERIVED_CACHE_SIZE)
 def _derived(cls: type[Enctype], key: bytes, constant: bytes) -> bytes:
     return cls._derive_uncached(key, constant)
+
+
+_XOR_IPAD = bytes(b ^ 0x36 for b in range(256))  # translate() tables, as the hmac module's
+_XOR_OPAD = bytes(b ^ 0x5C for b in range(256))
+
+
+class HmacKey:
+    """HMAC (RFC 2104) under one key: the hash states after absorbing key XOR ipad and
+    key XOR opad are computed once; each MAC copies them instead of hashing both pads again."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes, hash_name: str) -> None:
+        block = hashlib.new(hash_name).block_size
+        if len(key) > block:
+            key = hashlib.new(hash_name, key).digest()
+        padded = key.ljust(block, b"\0")
+        self._inner = hashlib.new(hash_name, padded.translate(_XOR_IPAD))
+        self._outer = hashlib.new(hash_name, padded.translate(_XOR_OPAD))
+
+    def digest(self, data: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 def usage_constant(usage: int, kind: int) -> bytes:
@@ -111,19 +149,25 @@ def parse_iteration_count(enctype_name: str, params: bytes | None, default: int)
 class SimplifiedProfile(Enctype):
     """RFC 3961 5.3: DK-based keys, confounder || plaintext encrypted, HMAC over the plaintext.
 
-    Subclasses supply the block cipher (`_encrypt_raw`/`_decrypt_raw`) and sizes.
+    Subclasses supply the block cipher mode (`_cipher`) and sizes. Per (key, usage), the cipher
+    under Ke and the HMAC under Ki are built once and kept (`_usage_keys`, bounded).
     """
 
     hash_name: ClassVar[str] = "sha1"
     pad_to_block: ClassVar[bool]  # DES3 pads to the block size; CTS needs no padding
 
     @classmethod
-    def _encrypt_raw(cls, key: bytes, data: bytes) -> bytes:
+    def _cipher(cls, key: bytes):
+        """The block cipher mode under `key`: an object with encrypt(data) and decrypt(data)."""
         raise NotImplementedError
 
     @classmethod
+    def _encrypt_raw(cls, key: bytes, data: bytes) -> bytes:
+        return cls._cipher(key).encrypt(data)
+
+    @classmethod
     def _decrypt_raw(cls, key: bytes, data: bytes) -> bytes:
-        raise NotImplementedError
+        return cls._cipher(key).decrypt(data)
 
     @classmethod
     def derive_random(cls, key: bytes, constant: bytes) -> bytes:
@@ -141,38 +185,21 @@ class SimplifiedProfile(Enctype):
         return cls.random_to_key(cls.derive_random(key, constant))
 
     @classmethod
-    def _hmac(cls, key: bytes, data: bytes) -> bytes:
-        return hmac.new(key, data, cls.hash_name).digest()[: cls.mac_bytes]
-
-    @classmethod
     def encrypt(cls, key: bytes, usage: int, plaintext: bytes, confounder: bytes) -> bytes:
-        pad = -(cls.confounder_bytes + len(plaintext)) % cls.block_bytes if cls.pad_to_block else 0
-        data = confounder + plaintext + bytes(pad)
-        ke = cls.derive(key, usage_constant(usage, ENCRYPTION_KEY))
-        ki = cls.derive(key, usage_constant(usage, INTEGRITY_KEY))
-        return cls._encrypt_raw(ke, data) + cls._hmac(ki, data)
+        return _usage_keys(cls, key, usage).encrypt(plaintext, confounder)
 
     @classmethod
     def decrypt(cls, key: bytes, usage: int, ciphertext: bytes) -> bytes:
-        body_len = len(ciphertext) - cls.mac_bytes
-        if body_len < cls.confounder_bytes:
-            raise IntegrityError(
-                f"{cls.name} ciphertext of {len(ciphertext)} bytes is shorter than the minimum {cls.min_ciphertext_bytes()}"
-            )
-        if cls.pad_to_block and body_len % cls.block_bytes:
-            raise IntegrityError(f"{cls.name} ciphertext body of {body_len} bytes is not a multiple of {cls.block_bytes}")
-        body, mac = ciphertext[:body_len], ciphertext[body_len:]
-        ke = cls.derive(key, usage_constant(usage, ENCRYPTION_KEY))
-        ki = cls.derive(key, usage_constant(usage, INTEGRITY_KEY))
-        data = cls._decrypt_raw(ke, body)
-        if not hmac.compare_digest(cls._hmac(ki, data), mac):
-            raise IntegrityError(f"{cls.name} integrity check failed for key usage {usage}")
-        return data[cls.confounder_bytes :]
+        return _usage_keys(cls, key, usage).decrypt(ciphertext)
+
+    @classmethod
+    def decryptor(cls, key: bytes, usage: int) -> Callable[[bytes], bytes]:
+        return _usage_keys(cls, key, usage).decrypt
 
     @classmethod
     def checksum(cls, key: bytes, usage: int, data: bytes) -> bytes:
         kc = cls.derive(key, usage_constant(usage, CHECKSUM_KEY))
-        return hmac.new(kc, data, cls.hash_name).digest()[: cls.checksum_bytes]
+        return hmac.digest(kc, data, cls.hash_name)[: cls.checksum_bytes]
 
     @classmethod
     def prf(cls, key: bytes, data: bytes) -> bytes:
@@ -180,6 +207,46 @@ class SimplifiedProfile(Enctype):
         digest = hashlib.new(cls.hash_name, data).digest()
         digest = digest[: len(digest) - len(digest) % cls.block_bytes]
         return cls._encrypt_raw(cls.derive(key, PRF_CONSTANT), digest)
+
+
+class _UsageKeys:
+    """What every message under one (enctype, key, usage) needs, RFC 3961 5.3: the cipher under
+    Ke = DK(key, usage | 0xAA) and the HMAC under Ki = DK(key, usage | 0x55), built once."""
+
+    __slots__ = ("profile", "usage", "cipher", "integrity")
+
+    def __init__(self, profile: type[SimplifiedProfile], key: bytes, usage: int) -> None:
+        self.profile = profile
+        self.usage = usage
+        self.cipher = profile._cipher(profile.derive(key, usage_constant(usage, ENCRYPTION_KEY)))
+        self.integrity = HmacKey(profile.derive(key, usage_constant(usage, INTEGRITY_KEY)), profile.hash_name)
+
+    def encrypt(self, plaintext: bytes, confounder: bytes) -> bytes:
+        """confounder || plaintext (|| zero padding), encrypted, then the truncated HMAC of it."""
+        profile = self.profile
+        data = confounder + plaintext
+        if profile.pad_to_block:
+            data += bytes(-len(data) % profile.block_bytes)
+        return self.cipher.encrypt(data) + self.integrity.digest(data)[: profile.mac_bytes]
+
+    def decrypt(self, ciphertext: bytes) -> bytes:
+        profile = self.profile
+        body_len = len(ciphertext) - profile.mac_bytes
+        if body_len < profile.confounder_bytes:
+            raise IntegrityError(
+                f"{profile.name} ciphertext of {len(ciphertext)} bytes is shorter than the minimum {profile.min_ciphertext_bytes()}"
+            )
+        if profile.pad_to_block and body_len % profile.block_bytes:
+            raise IntegrityError(f"{profile.name} ciphertext body of {body_len} bytes is not a multiple of {profile.block_bytes}")
+        data = self.cipher.decrypt(ciphertext[:body_len])
+        if not hmac.compare_digest(self.integrity.digest(data)[: profile.mac_bytes], ciphertext[body_len:]):
+            raise IntegrityError(f"{profile.name} integrity check failed for key usage {self.usage}")
+        return data[profile.confounder_bytes :]
+
+
+@lru_cache(maxsize=DERIVED_CACHE_SIZE)
+def _usage_keys(cls: type[SimplifiedProfile], key: bytes, usage: int) -> _UsageKeys:
+    return _UsageKeys(cls, key, usage)
 
 
 def _des_fix_parity(octets: bytes) -> bytes:
@@ -223,12 +290,8 @@ class Des3CbcSha1Kd(SimplifiedProfile):
         return cls._derive_uncached(tmp, KERBEROS_CONSTANT)
 
     @classmethod
-    def _encrypt_raw(cls, key: bytes, data: bytes) -> bytes:
-        return ciphers.des3_cbc_encrypt(key, data)
-
-    @classmethod
-    def _decrypt_raw(cls, key: bytes, data: bytes) -> bytes:
-        return ciphers.des3_cbc_decrypt(key, data)
+    def _cipher(cls, key: bytes) -> ciphers.Des3Cbc:
+        return ciphers.Des3Cbc(key)
 
 
 class AesCtsHmacSha1(SimplifiedProfile):
@@ -255,12 +318,8 @@ class AesCtsHmacSha1(SimplifiedProfile):
         return cls._derive_uncached(tkey, KERBEROS_CONSTANT)
 
     @classmethod
-    def _encrypt_raw(cls, key: bytes, data: bytes) -> bytes:
-        return ciphers.aes_cts_encrypt(key, data)
-
-    @classmethod
-    def _decrypt_raw(cls, key: bytes, data: bytes) -> bytes:
-        return ciphers.aes_cts_decrypt(key, data)
+    def _cipher(cls, key: bytes) -> ciphers.AesCts:
+        return ciphers.aes_cts(key)
 
 
 class Aes128CtsHmacSha196(AesCtsHmacSha1):
