@@ -4,7 +4,8 @@ First half (issue 4): device identity, PKINIT with the KDC (ticket cached across
 AP exchange with its SC, ESP, REGISTER of its lines and keep-alives, re-establishing on its own
 (ctad/service.py). Second half (issue 5): with `[line]`, the line side for local softphones
 (registrar and B2BUA, ctad/line.py), calls with the SC (ctad/calls.py) and per-call media
-(ctad/media.py). Exit codes as for every kerbtel daemon (docs/operations.md); 2 = invalid
+(ctad/media.py). With `[echo] enabled` (and no `[line]`) it is the echo test service instead
+(ctad/echo.py). Exit codes as for every kerbtel daemon (docs/operations.md); 2 = invalid
 configuration.
 """
 

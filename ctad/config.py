@@ -43,6 +43,11 @@
     host = "127.0.0.1"                # network leg: where the remote CTA sends SRTP (goes into SDP)
     backend = "auto"                  # auto (libsrtp when installed) | libsrtp | python
 
+    [echo]                            # echo mode (ctad/echo.py): a network server, no line side
+    enabled = true                    # answer every call to [cta] numbers, play the audio back
+    max_duration = 300.0              # hang up this many seconds after the answer
+    max_calls = 16                    # more at once get 486
+
     [key_log]
     path = "keys.jsonl"               # opt-in (mode 0600)
 """
@@ -167,6 +172,15 @@ class MediaSection:
 
 
 @dataclass(frozen=True)
+class EchoSection:
+    """Echo mode (ctad/echo.py): the echo test service answers calls to `[cta] numbers`."""
+
+    enabled: bool = False
+    max_duration: Annotated[float, Range(1, 86400)] = 300.0  # seconds from the answer
+    max_calls: Annotated[int, Range(1, 10000)] = 16
+
+
+@dataclass(frozen=True)
 class KeyLogSection:
     path: Path | None = None
 
@@ -181,6 +195,7 @@ class CtadConfig:
     line: LineSection = field(default_factory=LineSection)
     media: MediaSection = field(default_factory=MediaSection)
     key_log: KeyLogSection = field(default_factory=KeyLogSection)
+    echo: EchoSection = field(default_factory=EchoSection)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     @property
@@ -215,4 +230,10 @@ def load_ctad_config(path: str | os.PathLike[str]) -> CtadConfig:
                 Principal.parse(value)
             except PrincipalSyntaxError as exc:
                 raise ConfigError(key, str(exc), source=source) from None
+    if cfg.echo.enabled:
+        if cfg.line.listen is not None:
+            raise ConfigError("echo.enabled", "an echo server has no line side: remove [line] listen", source=source)
+        if not cfg.cta.numbers:
+            raise ConfigError("cta.numbers", "an echo server answers calls to its numbers: list at least one",
+                              source=source)
     return cfg

@@ -621,7 +621,7 @@ class _Leg(asyncio.DatagramProtocol):
         self.send_errors += 1
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_udp(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
@@ -633,13 +633,13 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _bind_in_range(host: str, port_range: tuple[int, int]) -> socket.socket:
+def bind_udp_in_range(host: str, port_range: tuple[int, int]) -> socket.socket:
     """One socket on a free port of `port_range` (inclusive), probing from a random start."""
     low, high = port_range
     start = random.randint(low, high)
     for port in itertools.chain(range(start, high + 1), range(low, start)):
         try:
-            return _bind(host, port)
+            return bind_udp(host, port)
         except OSError:
             continue
     raise OSError(f"no free UDP port on {host} in {low}-{high}")
@@ -661,18 +661,18 @@ def _bind_pair_in_range(host: str, port_range: tuple[int, int]) -> tuple[socket.
 def _bind_pair(host: str, port: int, attempts: int = 64) -> tuple[socket.socket, socket.socket]:
     """RTP on an even port P and RTCP on P + 1 (RFC 3550 11); `port` 0 probes for a free pair."""
     if port:
-        rtp = _bind(host, port)
+        rtp = bind_udp(host, port)
         try:
-            return rtp, _bind(host, port + 1)
+            return rtp, bind_udp(host, port + 1)
         except OSError:
             rtp.close()
             raise
     for _ in range(attempts):
-        rtp = _bind(host, 0)
+        rtp = bind_udp(host, 0)
         p = rtp.getsockname()[1]
         if p % 2 == 0 and p < 65535:
             try:
-                return rtp, _bind(host, p + 1)
+                return rtp, bind_udp(host, p + 1)
             except OSError:
                 pass
         rtp.close()
@@ -732,9 +732,9 @@ class MediaSession:
             rtp, rtcp = _bind_pair(self.line_host, self.line_port)
         try:
             if ranged and not self.network_port:
-                net = _bind_in_range(self.network_host, self.port_range)
+                net = bind_udp_in_range(self.network_host, self.port_range)
             else:
-                net = _bind(self.network_host, self.network_port)
+                net = bind_udp(self.network_host, self.network_port)
         except OSError:
             rtp.close()
             rtcp.close()

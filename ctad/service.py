@@ -25,6 +25,9 @@ they come from) and decides when to start over. States, each logged as `{"event"
   `ctad.media.MediaSession` (line RTP/RTCP on the line host, the network leg on `[media] host`).
   A new user agent (the SC was lost) ends the calls of the old one towards the phones. Without
   `[line]` the CTA takes no calls (INVITEs from the SC get 405), as before.
+- Echo mode (`[echo] enabled`, no `[line]`): the CallAgent's events go to `ctad.echo.EchoServer`
+  instead of a line side; it answers every call to `[cta] numbers` and plays the caller's audio
+  back over the call's encrypted media (the echo test service, ctad/echo.py).
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ class CtaService:
         self.registered: tuple[str, ...] = ()
         self.agent: CallAgent | None = None
         self.line: LineSide | None = None
+        self.echo = None  # ctad.echo.EchoServer in echo mode ([echo] enabled)
         self._line_udp: _Udp | None = None
         self.media: dict[str, object] = {}  # line call id -> MediaSession
         # the calls' CTA-to-CTA SA pairs, by SPI
@@ -142,6 +146,8 @@ class CtaService:
         self.local = HostPort(*self._udp.transport.get_extra_info("sockname")[:2])
         if self.cfg.line.listen is not None:
             await self._start_line()
+        if self.cfg.echo.enabled:
+            self._start_echo()
         log.info("starting", principal=str(self.client), sc=str(self.service), km=str(self.cfg.sc.km),
                  esp=str(self.cfg.sc.esp), local=str(self.local), numbers=list(self.cfg.cta.numbers))
         self._task = asyncio.create_task(self._tickets())
@@ -166,6 +172,8 @@ class CtaService:
         self.media.clear()
         if self._line_udp is not None and self._line_udp.transport is not None:
             self._line_udp.transport.close()
+        if self.echo is not None:
+            self.echo.close()
 
     def status(self) -> str:
         lines = ", ".join(self.registered) or "no lines"
@@ -174,6 +182,8 @@ class CtaService:
             s = self.line.stats()
             text += (f"; line {self.line_address.host}:{self.line_address.port} calls out={s['calls_from_phone']}"
                      f" in={s['calls_to_phone']} active={s['active']} completed={s['completed']} failed={s['failed']}")
+        if self.echo is not None:
+            text += "; " + self.echo.status()
         return text
 
     # -- helpers ----------------------------------------------------------------------------
@@ -348,9 +358,9 @@ class CtaService:
             list(self.cfg.cta.numbers), domain=self.cfg.domain, local_host=self.local.host,
             local_port=sig.sip_port, sc_port=sig.sip_port, register_expires=sig.register_expires,
             keepalive_interval=sig.keepalive_interval, keepalive_timeout=sig.keepalive_timeout, t1=sig.t1)
-        if self.line is not None:
+        if self._call_sink is not None:
             self.agent = CallAgent(self.ua)
-            self.line.attach(self.agent, self.loop.time())
+            self._call_sink.attach(self.agent, self.loop.time())
         self._set_state("registering")
         self.ua.start(self.loop.time())
         self._flush_ua()
@@ -465,9 +475,9 @@ class CtaService:
         self.registered = ()
         self.direct_out.clear()  # the agent and its calls go; so do their direct channels
         self.direct_in.clear()
-        if self.line is not None:
+        if self._call_sink is not None:
             self.agent = None
-            self.line.attach(None, self.loop.time())
+            self._call_sink.attach(None, self.loop.time())
             self._pump_calls()
         delay = self.backoff.next()
         self._set_state("backoff", reason=reason, retry_in=round(delay, 2))
@@ -481,7 +491,8 @@ class CtaService:
         self._timer.arm(self.km.get_timer() if self.km else None,
                         self.ua.get_timer() if self.ua else None,
                         self.agent.get_timer() if self.agent else None,
-                        self.line.get_timer() if self.line else None)
+                        self.line.get_timer() if self.line else None,
+                        self.echo.get_timer() if self.echo else None)
 
     def _on_timer(self) -> None:
         now = self.loop.time()
@@ -493,6 +504,8 @@ class CtaService:
             self.ua.handle_timer(now)
         if self.line is not None:
             self.line.handle_timer(now)
+        if self.echo is not None:
+            self.echo.handle_timer(now)
         self._flush_ua()
         self._rearm()
 
@@ -522,9 +535,11 @@ class CtaService:
         self._rearm()
 
     def _pump_calls(self) -> None:
-        """CallAgent events to the line side and the line side's events to us, until both are quiet."""
+        """CallAgent events to the line side (or the echo server) and the line side's events to us,
+        until both are quiet."""
         line = self.line
-        if line is None:
+        sink = self._call_sink
+        if sink is None:
             return
         now = self.loop.time()
         while True:
@@ -539,8 +554,8 @@ class CtaService:
                     elif isinstance(event, DirectChannelClosed):
                         self.direct_out.pop(event.spi_out, None)
                         self.direct_in.pop(event.spi_in, None)
-                    line.on_call_event(event, now)
-            while (event := line.next_event()) is not None:
+                    sink.on_call_event(event, now)
+            while line is not None and (event := line.next_event()) is not None:
                 moved = True
                 self._line_event(event)
             if not moved:
@@ -588,3 +603,21 @@ class CtaService:
                 self.media.pop(event.call, None)
         self._flush_ua()
         self._rearm()
+
+    # -- echo mode (ctad/echo.py) ---------------------------------------------------------------
+
+    @property
+    def _call_sink(self):
+        """Who takes the CallAgent's events: the line side, the echo server, or nobody (no calls)."""
+        return self.line if self.line is not None else self.echo
+
+    def _start_echo(self) -> None:
+        from ctad.echo import EchoConfig, EchoServer
+
+        section, media = self.cfg.echo, self.cfg.media
+        self.echo = EchoServer(
+            EchoConfig(numbers=tuple(self.cfg.cta.numbers), max_duration=section.max_duration,
+                       max_calls=section.max_calls, backend=None if media.backend == "auto" else media.backend),
+            media_host=media.host, port_range=media.port_range, loop=self.loop)
+        log.info("echo server", numbers=list(self.cfg.cta.numbers), media_host=media.host,
+                 max_duration=section.max_duration, max_calls=section.max_calls)

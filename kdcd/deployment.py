@@ -31,11 +31,16 @@ Layout (every path in the manifest is absolute):
         key.pem                          its one RSA key for life (0600)
         issuer.pem                       the CA certificate that signed cert.pem
         device.pem                       the manufacturer (factory) certificate
+    DIR/echo/                            the echo test service (ctad/echo.py): an identity like a
+                                         provisioned CTA's (operator certificate with the echo
+                                         number, customer active) and DIR/echo/echo.toml, a ctad
+                                         config with [echo] enabled and no [line]; on ECHO_SC
 
 Manifest: {"realm", "krb5_conf", "kdc": {"config", "tcp", "udp", "cert", "key", "anchor"},
 "scs": [{"name", "principal", "keytab", "config", "km", "esp", "key_log"}], "ctas": [{"name",
 "principal", "provisioned", "identity_dir", "cert", "key", "issuer_anchor", "config", "sc",
-"numbers", "line", "key_log"}], "li": {"private_key", "public_key", "stores": {SC name: directory}}};
+"numbers", "line", "key_log"}], "echo": {"name", "principal", "identity_dir", "cert", "key", "config",
+"sc", "number", "numbers", "key_log"}, "li": {"private_key", "public_key", "stores": {SC name: directory}}};
 "tcp"/"udp"/"km"/"esp" are "127.0.0.1:PORT"; "key_log" is a path or
 null; "sc" names the SC a CTA uses; provisioned CTAs come first (cta1, cta2), then the
 factory-fresh one (cta3).
@@ -45,7 +50,9 @@ routes the other SC's numbers to it over the SC-to-SC link (`[peering]`, the SC 
 sorts first initiates). Both SCs alias the CSR code 611 to CSR_LINE (cta1's number, so a
 factory-fresh CTA reaches a real phone in the demo) and the emergency code 911 to
 EMERGENCY_LINE, a number sc2 owns and no CTA registers (so 911 from a CTA on sc1 crosses to sc2,
-which answers 480 until a PSAP line registers it).
+which answers 480 until a PSAP line registers it). The echo number (`echo_number`, default
+ECHO_NUMBER; `kerbtel init --echo-number`) is owned by ECHO_SC like a CTA's, so a call to it from
+any CTA reaches the echo server (started with `ctad -c DIR/echo/echo.toml`).
 
 The scd/ctad configs are tuned for a loopback demo (quick keep-alives and backoff, so a
 restarted scd has every CTA registered again within seconds; docs/operations.md).
@@ -79,13 +86,15 @@ __all__ = ["CtaIdentity", "Deployment", "DeploymentError", "ScIdentity", "create
 MANIFEST = "deployment.json"
 # Everything create_deployment writes at the top of DIR (what --force replaces).
 _OWNED = ("deployment.json", "krb5.conf", "kdcd.toml", "kdcd.db", "kdcd.db.mkey", "kdcd.db-wal", "kdcd.db-shm",
-          "pki", "kdc", "scs", "ctas", "li")
+          "pki", "kdc", "scs", "ctas", "li", "echo")
 PHONE_NUMBERS = ("+15551230001", "+15551230002")
 CSR_NUMBERS = ("611",)
 EMERGENCY_NUMBERS = ("911",)
 CSR_LINE = PHONE_NUMBERS[0]  # where both SCs send the CSR code (scd [calls] aliases)
 EMERGENCY_LINE = "+15552340911"  # where both SCs send the emergency code; owned by EMERGENCY_SC
 EMERGENCY_SC = "sc2"
+ECHO_NUMBER = "+15550009999"  # the echo test service's default number (ctad/echo.py)
+ECHO_SC = "sc1"  # the SC the echo server uses
 
 
 class DeploymentError(Exception):
@@ -138,6 +147,7 @@ class Deployment:
     ctas: list[CtaIdentity] = field(default_factory=list)
     li_private_key: Path | None = None
     li_public_key: Path | None = None
+    echo: CtaIdentity | None = None  # the echo test service (a CTA-like identity in echo mode)
 
     @property
     def kdc_address(self) -> str:
@@ -184,6 +194,18 @@ class Deployment:
                 }
                 for c in sorted(self.ctas, key=lambda c: not c.provisioned)
             ],
+            "echo": None if self.echo is None else {
+                "name": self.echo.name,
+                "principal": self.echo.principal,
+                "identity_dir": str(self.echo.identity_dir),
+                "cert": str(self.echo.cert),
+                "key": str(self.echo.key),
+                "config": str(self.echo.config),
+                "sc": self.echo.sc,
+                "number": self.echo.phone_number,
+                "numbers": [self.echo.phone_number],
+                "key_log": str(self.echo.key_log) if self.echo.key_log else None,
+            },
             "li": {
                 "private_key": str(self.li_private_key) if self.li_private_key else None,
                 "public_key": str(self.li_public_key) if self.li_public_key else None,
@@ -245,12 +267,15 @@ def create_deployment(
     key_bits: int = 2048,
     key_log: bool = False,
     cta_scs: dict[str, str] | None = None,
+    echo_number: str = ECHO_NUMBER,
 ) -> Deployment:
     """Write a complete deployment into `directory` (see the module docstring) and return it.
 
     `cta_scs` places CTAs on signaling controllers by name ({"cta2": "sc2"}); the rest use sc1.
-    Every SC's calls routing and every CTA's config follow from it."""
+    Every SC's calls routing and every CTA's config follow from it. `echo_number` is the echo
+    test service's number (on ECHO_SC)."""
     cta_scs = dict(cta_scs or {})
+    echo_number = _check_echo_number(echo_number)
     unknown = {sc for sc in cta_scs.values() if sc not in ("sc1", "sc2")} | {c for c in cta_scs if c not in ("cta1", "cta2", "cta3")}
     if unknown:
         raise DeploymentError(f"cta_scs names unknown CTAs or SCs: {', '.join(sorted(unknown))}")
@@ -360,18 +385,61 @@ def create_deployment(
                 )
             )
 
+        echo = _create_echo(db, root, realm, operator, operator_anchor, manufacturer, echo_number,
+                            key_bits=key_bits, key_log=key_log, now=now)
+
     from common.li import generate_key_pair
 
     li_private, li_public = generate_key_pair(root / "li")
-    deployment = dataclasses.replace(deployment, li_private_key=li_private, li_public_key=li_public)
+    deployment = dataclasses.replace(deployment, li_private_key=li_private, li_public_key=li_public, echo=echo)
     _write(deployment.kdc_config, _kdcd_toml(deployment))
     for sc in deployment.scs:
         _write(sc.config, _scd_toml(deployment, sc))
     for cta in deployment.ctas:
         _write(cta.config, _ctad_toml(deployment, cta))
+    _write(deployment.echo.config, _ctad_toml(deployment, deployment.echo, echo=True))
     _write(deployment.krb5_conf, _krb5_conf(deployment))
     _write(root / MANIFEST, json.dumps(deployment.manifest(), indent=2) + "\n")
     return deployment
+
+
+def _check_echo_number(number: str) -> str:
+    from common.pki import normalise_phone_number
+
+    try:
+        number = normalise_phone_number(number)
+    except ValueError as exc:
+        raise DeploymentError(f"echo number: {exc}") from None
+    if number in (*PHONE_NUMBERS, EMERGENCY_LINE):
+        raise DeploymentError(f"echo number {number} is already a CTA's or the emergency line's")
+    return number
+
+
+def _create_echo(db, root: Path, realm: str, operator, operator_anchor: Path, manufacturer, number: str, *,
+                 key_bits: int, key_log: bool, now: dt.datetime) -> CtaIdentity:
+    """The echo test service's identity: a device key and certificate like a CTA's, an operator
+    certificate with the echo number, an active customer and a PKINIT principal, so that the KDC
+    honours it and the SC lets it REGISTER the number (ctad/echo.py)."""
+    from common import pki
+    from kdcd.db import PrincipalAttributes
+
+    mac = _random_mac()
+    echo_dir = root / "echo"
+    echo_dir.mkdir(mode=0o700)
+    key = pki.generate_key("rsa", key_bits)
+    device_cert = pki.issue_device_certificate(manufacturer, key.public_key(), mac, realm, now=now)
+    cert = pki.issue_operator_certificate(operator, device_cert, realm, phone_numbers=[number], now=now)
+    pki.save_private_key(echo_dir / pki.KEY_FILE, key)
+    pki.save_certificates(echo_dir / "device.pem", device_cert)
+    pki.save_certificates(echo_dir / pki.CERT_FILE, cert)
+    pki.save_certificates(echo_dir / pki.ISSUER_FILE, operator.certificate)
+    principal = pki.cta_principal(mac, realm)
+    db.add_customer(now=now, phone_ids=[pki.phone_id(number)], label="echo test service")
+    db.add_principal(principal, now=now, attributes=PrincipalAttributes(requires_preauth=True, allow_pkinit=True))
+    return CtaIdentity(name="echo", principal=str(principal), provisioned=True, identity_dir=echo_dir,
+                       cert=echo_dir / pki.CERT_FILE, key=echo_dir / pki.KEY_FILE, issuer_anchor=operator_anchor,
+                       mac=pki.format_mac(mac), phone_number=number, config=echo_dir / "echo.toml", sc=ECHO_SC,
+                       key_log=echo_dir / "keys.jsonl" if key_log else None)
 
 
 def _rel(deployment: Deployment, path: Path) -> str:
@@ -443,6 +511,8 @@ format = "auto"
 def _sc_numbers(d: Deployment, sc: ScIdentity) -> list[str]:
     """What `sc` owns: the numbers of the CTAs it serves, and the emergency line on EMERGENCY_SC."""
     numbers = [c.phone_number for c in d.ctas if c.sc == sc.name and c.phone_number]
+    if d.echo is not None and d.echo.sc == sc.name:
+        numbers.append(d.echo.phone_number)
     if sc.name == EMERGENCY_SC:
         numbers.append(EMERGENCY_LINE)
     return numbers
@@ -483,9 +553,10 @@ kdc = {_toml_str(d.kdc_address)}
 {peers}{li}"""
 
 
-def _ctad_toml(d: Deployment, cta: CtaIdentity) -> str:
+def _ctad_toml(d: Deployment, cta: CtaIdentity, *, echo: bool = False) -> str:
     """ctad's config for a loopback demo: quick keep-alives and backoff (a restarted scd has
-    every CTA registered again within keepalive_interval + a few seconds)."""
+    every CTA registered again within keepalive_interval + a few seconds). `echo`: the echo
+    test service's config, [echo] instead of [line]."""
     sc = next(s for s in d.scs if s.name == cta.sc)
     numbers = _toml_list([cta.phone_number] if cta.phone_number else [])
     key_log = f"path = {_toml_str(cta.key_log.name)}" if cta.key_log else "# path = \"keys.jsonl\"   # kerbtel init --key-log"
@@ -523,10 +594,7 @@ initial = 0.5
 max = 3.0
 jitter = 0.3
 
-[line]
-listen = {_toml_str(f"{d.host}:{cta.line_port}")}
-# phone = "127.0.0.1:5070"            # a softphone to ring when none registered the number
-
+{_ECHO_TOML if echo else _line_toml(d, cta)}
 [media]
 host = {_toml_str(d.host)}
 
@@ -536,6 +604,19 @@ host = {_toml_str(d.host)}
 [logging]
 level = "info"
 format = "auto"
+"""
+
+
+def _line_toml(d: Deployment, cta: CtaIdentity) -> str:
+    return f"""[line]
+listen = {_toml_str(f"{d.host}:{cta.line_port}")}
+# phone = "127.0.0.1:5070"            # a softphone to ring when none registered the number
+"""
+
+
+_ECHO_TOML = """[echo]                                 # the echo test service (ctad/echo.py); no [line]
+enabled = true
+max_duration = 300                     # seconds after the answer, then the echo hangs up
 """
 
 

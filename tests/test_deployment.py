@@ -50,7 +50,10 @@ def _paths(manifest: dict) -> list[str]:
 
 def test_manifest_schema(deployment):
     directory, m = deployment
-    assert set(m) == {"realm", "krb5_conf", "kdc", "scs", "ctas", "li"}
+    assert set(m) == {"realm", "krb5_conf", "kdc", "scs", "ctas", "echo", "li"}
+    assert set(m["echo"]) == {"name", "principal", "identity_dir", "cert", "key", "config", "sc", "number",
+                              "numbers", "key_log"}
+    assert m["echo"]["number"] == "+15550009999" and m["echo"]["principal"] not in {c["principal"] for c in m["ctas"]}
     assert m["realm"] == "EXAMPLE.TEST"
     assert set(m["kdc"]) == {"config", "tcp", "udp", "cert", "key", "anchor"}
     host, port = m["kdc"]["tcp"].rsplit(":", 1)

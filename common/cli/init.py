@@ -2,8 +2,9 @@
 
 Writes the PKI (manufacturer and operator CAs, KDC certificate), the KDC database, master key
 and kdcd.toml, two signaling-controller principals with keytabs and scd configs, two provisioned
-CTAs and one factory-fresh CTA with ctad configs, an MIT krb5.conf and DIR/deployment.json (kdcd/deployment.py documents the
-layout and the manifest). Start the KDC with `kdcd -c DIR/kdcd.toml`.
+CTAs and one factory-fresh CTA with ctad configs, the echo test service (a ctad in echo mode at
+--echo-number, DIR/echo/echo.toml), an MIT krb5.conf and DIR/deployment.json (kdcd/deployment.py
+documents the layout and the manifest). Start the KDC with `kdcd -c DIR/kdcd.toml`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import argparse
 
 from common.cli import CliError
+
+DEFAULT_ECHO_NUMBER = "+15550009999"  # kdcd.deployment.ECHO_NUMBER (not imported: keeps `kerbtel` quick to start)
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -24,7 +27,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
             if not sep:
                 raise CliError(f"--cta-sc {item!r}: expected CTA=SC, e.g. cta2=sc2")
             cta_scs[cta] = sc
-        dep = create_deployment(args.directory, realm=args.realm, force=args.force, key_log=args.key_log, cta_scs=cta_scs)
+        dep = create_deployment(args.directory, realm=args.realm, force=args.force, key_log=args.key_log, cta_scs=cta_scs,
+                                echo_number=args.echo_number)
     except (DeploymentError, DatabaseError) as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:
@@ -40,6 +44,9 @@ def _cmd_init(args: argparse.Namespace) -> int:
         state = "provisioned" if cta.provisioned else "factory-fresh"
         print(f"  {cta.name:<6} {cta.principal}  {state}  {cta.identity_dir}")
         print(f"         start: ctad -c {cta.config}")
+    if dep.echo is not None:
+        print(f"  echo   {dep.echo.principal}  echo test service at {dep.echo.phone_number} on {dep.echo.sc}")
+        print(f"         start: ctad -c {dep.echo.config}")
     if args.key_log:
         print(f"  key logs on (0600); tshark options: kerbtel keys wireshark {dep.directory}")
     return 0
@@ -54,6 +61,8 @@ def register(subparsers) -> None:
     parser.add_argument("--force", action="store_true", help="replace a deployment in a non-empty DIR")
     parser.add_argument("--cta-sc", action="append", default=[], metavar="CTA=SC",
                         help="serve a CTA from another signaling controller (e.g. cta2=sc2; default: all on sc1)")
+    parser.add_argument("--echo-number", default=DEFAULT_ECHO_NUMBER, metavar="NUMBER",
+                        help=f"the echo test service's number (E.164; default {DEFAULT_ECHO_NUMBER})")
     parser.add_argument("--key-log", action="store_true",
                         help="turn on the opt-in key log (SA keys, mode 0600) in every scd/ctad config, "
                              "for `kerbtel keys wireshark DIR`")

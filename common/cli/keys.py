@@ -101,7 +101,8 @@ def load_key_records(directory: Path) -> tuple[dict, list[dict]]:
         raise CliError(f"{directory} has no deployment.json (made by `kerbtel init`)") from None
     except ValueError as exc:
         raise CliError(f"{directory}/deployment.json: {exc}") from None
-    logs = [m.get("key_log") for m in [*manifest.get("scs", []), *manifest.get("ctas", [])]]
+    echo = [manifest["echo"]] if manifest.get("echo") else []  # the echo test service is a ctad too
+    logs = [m.get("key_log") for m in [*manifest.get("scs", []), *manifest.get("ctas", []), *echo]]
     logs = [Path(p) for p in logs if p]
     if not logs:
         raise CliError(f"the deployment in {directory} has no key logs; create it with `kerbtel init --key-log`")

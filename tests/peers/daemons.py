@@ -62,6 +62,10 @@ class Daemons:
     def start_ctad(self, name: str, log_level: str = "info") -> Path:
         return self._start(f"ctad:{name}", "ctad", self.cta(name)["config"], log_level)
 
+    def start_echo(self, log_level: str = "info") -> Path:
+        """The echo test service: ctad in echo mode on deployment.json's `echo` config (key "ctad:echo")."""
+        return self._start("ctad:echo", "ctad", self.manifest["echo"]["config"], log_level)
+
     def records(self, key: str) -> list[dict]:
         out = []
         try:
