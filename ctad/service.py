@@ -375,16 +375,8 @@ class CtaService:
         if sa is None:
             self.counters.count("esp_unknown_spi", esp_log, spi=f"0x{spi:08x}")
             return
-        try:
-            next_header, inner = sa.unprotect(data)
-            if next_header != NEXT_HEADER_UDP:
-                return
-            _sport, _dport, payload = parse_inner_udp(inner)
-        except EspError as exc:
-            self.counters.count("esp_failed", esp_log, spi=f"0x{spi:08x}", error=str(exc))
-            return
-        self.counters.count("esp_in")
-        if self.ua is not None:
+        payload = self._open_esp(sa, data, spi, "esp_in", "esp_failed")
+        if payload is not None and self.ua is not None:
             self.ua.receive(payload, self.loop.time())
             self._flush_ua()
 
@@ -404,17 +396,23 @@ class CtaService:
         if sa is None or self.agent is None:
             self.counters.count("esp_unknown_spi", esp_log, spi=f"0x{spi:08x}", peer=f"{source[0]}:{source[1]}")
             return
+        payload = self._open_esp(sa, data, spi, "direct_in", "direct_failed")
+        if payload is not None and self.agent.receive_direct(spi, payload, self.loop.time()):
+            self._flush_ua()
+
+    def _open_esp(self, sa: EspSa, data: bytes, spi: int, ok: str, failed: str) -> bytes | None:
+        """The SIP inside an ESP packet (inner UDP), counting it as `ok` or `failed`; None if the
+        packet does not verify or carries something else (dummy packets)."""
         try:
             next_header, inner = sa.unprotect(data)
             if next_header != NEXT_HEADER_UDP:
-                return
+                return None
             _sport, _dport, payload = parse_inner_udp(inner)
         except EspError as exc:
-            self.counters.count("direct_failed", esp_log, spi=f"0x{spi:08x}", error=str(exc))
-            return
-        self.counters.count("direct_in")
-        if self.agent.receive_direct(spi, payload, self.loop.time()):
-            self._flush_ua()
+            self.counters.count(failed, esp_log, spi=f"0x{spi:08x}", error=str(exc))
+            return None
+        self.counters.count(ok)
+        return payload
 
     def _flush_direct(self) -> None:
         if self.agent is None:

@@ -58,7 +58,7 @@ class UdpDatagram:
     payload: bytes
 
 
-def _ipv4_udp(packet: bytes) -> UdpDatagram | None:
+def parse_ipv4_udp(packet: bytes) -> UdpDatagram | None:
     if len(packet) < 28 or packet[0] >> 4 != 4 or packet[9] != 17:
         return None
     ihl = (packet[0] & 0x0F) * 4
@@ -85,7 +85,7 @@ def read_udp(path: Path) -> list[UdpDatagram]:
             frame = frame[14:]
         elif linktype == 113:
             frame = frame[16:]
-        datagram = _ipv4_udp(frame)
+        datagram = parse_ipv4_udp(frame)
         if datagram is not None:
             out.append(datagram)
     return out

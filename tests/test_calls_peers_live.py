@@ -43,9 +43,7 @@ import asyncio
 import json
 import re
 import shlex
-import signal
 import socket
-import struct
 import subprocess
 import time
 from array import array
@@ -58,7 +56,9 @@ from common.audio import ToneCheck, ulaw_decode
 from common.ports import PORT_HIGH, bindable
 from ctad.softphone import CallFailed, Softphone, SoftphoneConfig
 from tests.conftest import require_peer
-from tests.pcaputil import ipv4_udp
+from tests.pcaputil import LoopbackCapture as Capture
+from tests.pcaputil import UdpDatagram as Datagram
+from tests.pcaputil import ipv4_udp, parse_ipv4_udp, read_udp
 from tests.peers.daemons import Daemons
 from tests.peers.kdcd import kerbtel
 
@@ -75,78 +75,6 @@ SIP_REQUEST = re.compile(rb"^[A-Z]+ \S+ SIP/2\.0\r?\n")
 def _hostport(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host, int(port)
-
-
-# --- capture -------------------------------------------------------------------------------------
-
-
-class Capture:
-    """tshark on lo writing a classic pcap (read back here without tshark)."""
-
-    def __init__(self, path: Path, bpf: str) -> None:
-        self.path = path
-        self.proc = subprocess.Popen(["tshark", "-i", "lo", "-f", bpf, "-F", "pcap", "-w", str(path)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline, seen = time.monotonic() + 15, ""
-        while "Capturing on" not in seen:
-            line = self.proc.stderr.readline()
-            if not line and self.proc.poll() is not None:
-                raise AssertionError(f"tshark exited {self.proc.returncode}: {seen}")
-            seen += line
-            assert time.monotonic() < deadline, f"tshark did not start capturing: {seen}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is not None:
-            return
-        time.sleep(0.3)
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-
-
-@dataclass(frozen=True)
-class Datagram:
-    src: str
-    dst: str
-    sport: int
-    dport: int
-    payload: bytes
-
-
-def _ipv4_udp(packet: bytes) -> Datagram | None:
-    if len(packet) < 28 or packet[0] >> 4 != 4 or packet[9] != 17:
-        return None
-    ihl = (packet[0] & 0x0F) * 4
-    total = struct.unpack_from(">H", packet, 2)[0]
-    sport, dport, ulen = struct.unpack_from(">HHH", packet, ihl)
-    payload = packet[ihl + 8:min(ihl + ulen, total, len(packet))]
-    return Datagram(socket.inet_ntoa(packet[12:16]), socket.inet_ntoa(packet[16:20]), sport, dport, payload)
-
-
-def read_pcap(path: Path) -> list[Datagram]:
-    """The IPv4/UDP datagrams of a classic pcap (link type Ethernet, as tshark writes lo, or raw IP)."""
-    data = path.read_bytes()
-    magic = data[:4]
-    endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    linktype = struct.unpack_from(endian + "I", data, 20)[0]
-    out, offset = [], 24
-    while offset + 16 <= len(data):
-        incl = struct.unpack_from(endian + "I", data, offset + 8)[0]
-        frame = data[offset + 16:offset + 16 + incl]
-        offset += 16 + incl
-        if linktype == 1:
-            if len(frame) < 14 or frame[12:14] != b"\x08\x00":
-                continue
-            frame = frame[14:]
-        elif linktype == 113:  # Linux cooked
-            frame = frame[16:]
-        d = _ipv4_udp(frame)
-        if d is not None:
-            out.append(d)
-    return out
 
 
 # --- softphones that remember what they sent -------------------------------------------------------
@@ -200,7 +128,7 @@ class Live:
 
     def stop_capture(self) -> list[Datagram]:
         self.capture.stop()
-        return read_pcap(self.pcap)
+        return read_udp(self.pcap)
 
 
 def _set_cta_port(config: Path, port: int) -> None:
@@ -352,7 +280,7 @@ class Sniffer:
                 return found
             if frame[12:14] != b"\x08\x00":
                 continue
-            d = _ipv4_udp(frame[14:])
+            d = parse_ipv4_udp(frame[14:])
             if (d is not None and d.src == MEDIA_HOST == d.dst and len(d.payload) > 12
                     and int.from_bytes(d.payload[8:12], "big") == ssrc):
                 found.append(d)
