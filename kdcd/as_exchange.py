@@ -5,6 +5,7 @@ controller directly) and the AS-REP whose enc-part is under the reply key (key u
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -29,19 +30,39 @@ from kdcd.tgs import customer_authorization_data
 from kdcd.tickets import AS_ALLOWED_OPTIONS, check_options, choose_enctype, compute_times, enc_rep_part_der, ticket_der
 
 if TYPE_CHECKING:
+    from common.asn1.fastdecode_as import AsReqFields
     from kdcd.engine import KdcEngine, RequestFields
 
-__all__ = ["handle_as_req"]
+__all__ = ["AsRequestParts", "handle_as_req"]
 
 
-def _padata(req: AS_REQ) -> dict[int, bytes]:
-    """First value of each padata-type (RFC 4120 5.2.7 does not define repeats)."""
-    found: dict[int, bytes] = {}
-    if req["padata"].native is None:
-        return found
-    for item in req["padata"]:
-        found.setdefault(item["padata-type"].native, item["padata-value"].native)
-    return found
+@dataclass(frozen=True)
+class AsRequestParts:
+    """What the AS exchange reads from an AS-REQ besides the KDC-REQ-BODY fields, from either
+    reader (common.asn1.fastdecode_as or asn1crypto): the padata (first value of each type:
+    RFC 4120 5.2.7 defines no repeats), the KDC-REQ-BODY bytes as received (what paChecksum
+    covers) and the addresses as (addr-type, address) pairs (None or empty: none)."""
+
+    padata: dict[int, bytes]
+    req_body: bytes
+    addresses: tuple[tuple[int, bytes], ...] | None
+
+    @classmethod
+    def from_asn1(cls, req: AS_REQ) -> AsRequestParts:
+        found: dict[int, bytes] = {}
+        if req["padata"].native is not None:
+            for item in req["padata"]:
+                found.setdefault(item["padata-type"].native, item["padata-value"].native)
+        addresses = req["req-body"]["addresses"].native
+        pairs = tuple((a["addr-type"], a["address"]) for a in addresses) if addresses else None
+        return cls(found, req.req_body_bytes(), pairs)
+
+    @classmethod
+    def from_fields(cls, fields: AsReqFields) -> AsRequestParts:
+        found: dict[int, bytes] = {}
+        for kind, value in fields.padata or ():
+            found.setdefault(kind, value)
+        return cls(found, fields.req_body, fields.addresses)
 
 
 def _salt_text(key: KeyEntry) -> str | None:
@@ -137,7 +158,7 @@ def _verify_enc_timestamp(
 
 
 def handle_as_req(
-    engine: KdcEngine, req: AS_REQ, raw: bytes, fields: RequestFields, ctx: ErrorContext, *, wallclock: datetime, now: float, peer: str
+    engine: KdcEngine, req: AsRequestParts, raw: bytes, fields: RequestFields, ctx: ErrorContext, *, wallclock: datetime, now: float, peer: str
 ) -> bytes:
     policy = engine.policy
     if fields.cname is None:
@@ -148,7 +169,7 @@ def handle_as_req(
     cname, sname = fields.cname, fields.sname
     client = _lookup_client(engine, cname)
     server = engine.lookup_server(sname, wallclock)
-    padata = _padata(req)
+    padata = req.padata
     etypes = fields.etypes
 
     pkinit_client = None
@@ -160,7 +181,7 @@ def handle_as_req(
         pkinit_client = engine.pkinit.verify(
             padata[PaDataType.PA_PK_AS_REQ],
             cname=cname,
-            req_body=req.req_body_bytes(),
+            req_body=req.req_body,
             nonce=fields.nonce,
             wallclock=wallclock,
             now=now,
@@ -207,11 +228,11 @@ def handle_as_req(
         if len(restriction):
             authorization_data = restriction.dump()
     elif pkinit_client is not None:
-        authorization_data = customer_authorization_data(engine.db, pkinit_client.verified.phone_ids)
+        # The customer records the PKINIT customer rule read a moment ago, not a second query.
+        authorization_data = customer_authorization_data(engine.db, pkinit_client.verified.phone_ids, customers=pkinit_client.customers or None)
     caddr = None
-    addresses = req["req-body"]["addresses"]
-    if addresses.native:
-        caddr = encode.host_addresses((a["addr-type"], a["address"]) for a in addresses.native)
+    if req.addresses:
+        caddr = encode.host_addresses(req.addresses)
     server_key = engine.ticket_key(server, wallclock)
     # Ticket, EncASRepPart and AS-REP are written as DER directly (common.asn1.encode, checked
     # byte for byte against the asn1crypto classes in tests/test_asn1_der.py).

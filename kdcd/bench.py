@@ -11,20 +11,26 @@ What it does, per run:
    `krb5kdc -n [-w W]` (its own `kdb5_util` database, the same KDC certificate and key, the
    same CA certificates as anchors, the same CTA and signaling-controller principals), logging
    to a file as MIT does by default.
-3. For each mode and each KDC, the *same* load generator: N asyncio tasks in this process, each
-   running `common.krb5client.AsExchange` exchanges back to back, one TCP connection per
-   exchange (MIT closes the connection after each reply, so both KDCs see the same pattern).
-   Requests are optimistic (PKINIT in the first AS-REQ: one round trip). Every reply is checked
-   to be an AS-REP; the first exchange of every client and every `verify_every`-th exchange
-   after it is verified in full (KDC signature and certificate chain, DH/ECDH or RSA reply key,
-   the enc-part decrypts) -- the client side of an exchange costs about as much CPU as the KDC
-   side, and on a small machine the generator competes with the KDC for the same cores.
+3. For each mode and each KDC, the *same* load generator, in this process: a warm-up of
+   `warmup` complete exchanges per client (`common.krb5client.AsExchange`, verified in full),
+   then `requests` AS-REQs built *before* the timed phase (each with a fresh nonce, DH/ECDH key
+   pair and RSA signature, ctime now: they are sent within seconds, well inside the clock skew;
+   distinct nonces make distinct paChecksums, so neither kdcd's replay cache nor MIT's lookaside
+   cache sees a repeat). The timed phase is N asyncio tasks that only connect, send and read,
+   one TCP connection per exchange (MIT closes the connection after each reply, so both KDCs
+   see the same pattern); each reply is checked to be an AS-REP. Building and verifying an
+   exchange costs the client about as much CPU as the KDC, and on a small machine the
+   generator would otherwise compete with the KDC for the cores and measure itself. After
+   timing, the first reply of every client and every `verify_every`-th reply are verified in
+   full (KDC signature and certificate chain, DH/ECDH or RSA reply key, the enc-part, nonce,
+   names and times); a failure there turns that exchange into an error.
 4. Measures wall-clock exchanges/s, latency p50/p99, the KDC's CPU per exchange (utime+stime of
-   the KDC's whole process tree from /proc, before/after) and the generator's own CPU.
-5. The crypto ceiling per mode: what one core could do if an exchange cost only its public-key
-   operations on the KDC side (RSA-2048 sign of the reply, verify of the client's signature,
-   and the DH-2048 or ECDH P-256 key generation + shared secret, or the RSA key transport
-   encryption), timed in-process with `cryptography`.
+   the KDC's whole process tree from /proc, before/after the timed phase), how many cores the
+   KDC kept busy (= workers: saturated, the rate measures the KDC), and the generator's own CPU
+   in the timed phase and for building the requests.
+5. The crypto ceiling per mode: what one core could do if an exchange cost only its mandatory
+   public-key operations on the KDC side (`crypto_ceiling`), timed in-process with
+   `cryptography`, and, with `vs_mit`, whether twice MIT's per-core rate leaves room for them.
 
 Nothing here asserts timings; tests run it with tiny numbers for the plumbing only.
 """
@@ -71,11 +77,11 @@ class BenchError(RuntimeError):
 class BenchOptions:
     modes: tuple[str, ...] = MODES
     clients: int = 4
-    requests: int = 400  # exchanges per mode and KDC (ignored when `seconds` is set)
-    seconds: float | None = None  # run each mode for this long instead
+    requests: int = 400  # exchanges per mode and KDC, built before the timed phase
+    seconds: float | None = None  # also stop each mode's timed phase after this long
     workers: int = 1
     vs_mit: bool = False
-    verify_every: int = 16  # full client-side verification of every n-th reply (1 = all)
+    verify_every: int = 16  # after timing, verify every n-th reply in full (1 = all)
     warmup: int = 2  # exchanges per client before measuring (caches, page cache)
     directory: Path | None = None  # keep the deployment here instead of a temporary directory
 
@@ -87,8 +93,10 @@ class ModeResult:
     ok: int
     errors: int
     wall: float
-    kdc_cpu: float  # seconds, whole KDC process tree
-    gen_cpu: float  # seconds, this process
+    kdc_cpu: float  # seconds, whole KDC process tree, during the timed phase
+    gen_cpu: float  # seconds, this process (sending and reading only), during the timed phase
+    prep_cpu: float = 0.0  # seconds this process spent building the requests before timing
+    verified: int = 0  # replies verified in full after timing
     latencies: list[float] = field(default_factory=list, repr=False)
     first_error: str | None = None
 
@@ -104,6 +112,19 @@ class ModeResult:
     def gen_ms(self) -> float:
         return 1000 * self.gen_cpu / self.ok if self.ok else float("nan")
 
+    @property
+    def prep_ms(self) -> float:
+        return 1000 * self.prep_cpu / self.ok if self.ok else float("nan")
+
+    @property
+    def kdc_cores(self) -> float:
+        """Cores the KDC kept busy during the timed phase (workers = saturated)."""
+        return self.kdc_cpu / self.wall if self.wall > 0 else float("nan")
+
+    @property
+    def gen_cores(self) -> float:
+        return self.gen_cpu / self.wall if self.wall > 0 else float("nan")
+
     def percentile(self, q: float) -> float:
         if not self.latencies:
             return float("nan")
@@ -114,8 +135,22 @@ class ModeResult:
 
 @dataclass
 class Ceiling:
+    """The public-key operations one exchange of `mode` costs the KDC at least (none of them can
+    be cached: each signs or agrees on something fresh), timed on this machine."""
+
     mode: str
-    parts: dict[str, float]  # operation -> seconds per operation
+    parts: dict[str, float]  # public-key operation -> seconds per operation
+    skippable: tuple[str, ...] = ()  # parts a KDC may skip (DH key reuse with clientDHNonce)
+    symmetric: dict[str, float] = field(default_factory=dict)  # the symmetric crypto, as kdcd calls it
+
+    @property
+    def total_seconds(self) -> float:
+        """All the crypto of one exchange: public-key and symmetric."""
+        return self.seconds + sum(self.symmetric.values())
+
+    @property
+    def reuse_seconds(self) -> float:
+        return sum(v for k, v in self.parts.items() if k not in self.skippable)
 
     @property
     def seconds(self) -> float:
@@ -190,11 +225,22 @@ def _time_op(fn, min_time: float = 0.15) -> float:
 
 
 def crypto_ceiling(modes: Sequence[str] = MODES) -> dict[str, Ceiling]:
-    """Per mode: seconds of public-key work one KDC exchange needs at least, timed in-process."""
+    """Per mode: seconds of public-key work one KDC exchange needs at least, timed in-process.
+
+    Every mode: RSA-2048 PKCS#1 v1.5 sign (the KDC's SignedData over KDCDHKeyInfo or
+    ReplyKeyPack) and verify (the client's signature over its AuthPack; the client certificate's
+    chain is cached by thumbprint, so its verification is not per exchange). DH: the MODP-2048
+    key pair (skipped when the KDC reuses its key, which kdcd does only with a clientDHNonce,
+    RFC 4556 3.2.3.1, and `dh_key_reuse_seconds`), the shared secret and the public value's
+    subgroup check (the Legendre symbol, the cheapest form for a safe prime, in C through
+    common.crypto.legendre when GMP or libcrypto loads). ECDH: the P-256 key pair and the shared secret (the point
+    is checked on the curve by OpenSSL as part of it). RSA: encrypting the content-encryption
+    key to the client's RSA-2048 key."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
     from common.crypto.dh import MODP_2048
+    from common.crypto.legendre import check_public_value
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     client_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -203,24 +249,68 @@ def crypto_ceiling(modes: Sequence[str] = MODES) -> dict[str, Ceiling]:
     client_public = client_key.public_key()
     sign = _time_op(lambda: key.sign(message, padding.PKCS1v15(), hashes.SHA256()))
     verify = _time_op(lambda: client_public.verify(signature, message, padding.PKCS1v15(), hashes.SHA256()))
+    symmetric = _symmetric_crypto()
     out: dict[str, Ceiling] = {}
     for mode in modes:
         parts = {"RSA-2048 sign": sign, "RSA-2048 verify": verify}
+        skippable: tuple[str, ...] = ()
         if mode == "dh":
-            peer = MODP_2048.generate_key_pair()
-            peer_y = peer.public_value
+            peer_y = MODP_2048.generate_key_pair().public_value
             parts["DH-2048 keygen"] = _time_op(lambda: MODP_2048.generate_key_pair().public_value)
             mine = MODP_2048.generate_key_pair()
             parts["DH-2048 exchange"] = _time_op(lambda: mine.shared_secret(peer_y, check_subgroup=False))
+            # The cheapest form of the mandatory check the KDC has (common.crypto.legendre: C when it loads).
+            parts["DH-2048 subgroup check"] = _time_op(lambda: check_public_value(MODP_2048, peer_y))
+            skippable = ("DH-2048 keygen",)
         elif mode == "ecdh":
             peer_pub = ec.generate_private_key(ec.SECP256R1()).public_key()
             parts["P-256 keygen"] = _time_op(lambda: ec.generate_private_key(ec.SECP256R1()).public_key())
             mine_ec = ec.generate_private_key(ec.SECP256R1())
             parts["P-256 ECDH"] = _time_op(lambda: mine_ec.exchange(ec.ECDH(), peer_pub))
+            skippable = ("P-256 keygen",)
         elif mode == "rsa":
             parts["RSA-2048 encrypt"] = _time_op(lambda: client_public.encrypt(os.urandom(24), padding.PKCS1v15()))
-        out[mode] = Ceiling(mode, parts)
+        wanted = ("ticket", "enc-part") + (("asChecksum", "3DES encKeyPack") if mode == "rsa" else ("KDF",))
+        out[mode] = Ceiling(mode, parts, skippable, {name: symmetric[name] for name in wanted})
     return out
+
+
+def _symmetric_crypto() -> dict[str, float]:
+    """The symmetric crypto of an exchange, with common.crypto as kdcd calls it: the ticket under
+    the service key (derived keys cached), the enc-part under the fresh reply key (key
+    derivation included), and per mode the RFC 8636 KDF over the AS-REQ, or the asChecksum
+    (HMAC-SHA1-96 over the AS-REQ, key derived) and the 3DES-CBC encKeyPack (~1.6 KB; the one
+    cipher MIT's kinit and common.krb5client offer)."""
+    import warnings
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    from common.crypto import KeyUsage, encrypt, generate_key, make_checksum, required_checksum_type
+    from common.crypto.pkinit import rfc8636_kdf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+        except ImportError:  # cryptography < 43
+            from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
+    service_key = generate_key(18)
+    request = os.urandom(3000)  # a PKINIT AS-REQ with one certificate
+
+    def tdes() -> bytes:
+        encryptor = Cipher(TripleDES(os.urandom(24)), modes.CBC(os.urandom(8))).encryptor()
+        return encryptor.update(bytes(1600)) + encryptor.finalize()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {
+            "ticket": _time_op(lambda: encrypt(service_key, KeyUsage.TICKET, bytes(400))),
+            "enc-part": _time_op(lambda: encrypt(generate_key(18), KeyUsage.AS_REP_ENC_PART, bytes(200))),
+            "KDF": _time_op(lambda: rfc8636_kdf("sha256", bytes(256), request, 18)),
+            "asChecksum": _time_op(lambda: make_checksum(required_checksum_type(18), generate_key(18),
+                                                         KeyUsage.PKINIT_AS_CHECKSUM, request)),
+            "3DES encKeyPack": _time_op(tdes),
+        }
 
 
 # --- the KDCs ---------------------------------------------------------------------------------
@@ -425,18 +515,18 @@ def _client_config(deployment, mode: str, cta_index: int):
 
 
 _AS_REP_TAG = 0x6B
+_MAX_REPLY = 1 << 20
+_REPLY_TIMEOUT = 30.0
 
 
-async def _exchange(config, host: str, port: int, verify: bool) -> None:
-    """One AS exchange; raises on any failure. Unverified replies are only checked to be AS-REPs."""
+async def _exchange(config, host: str, port: int) -> None:
+    """One complete, fully verified AS exchange (the warm-up); raises on any failure."""
     from common.krb5client import AsExchange, AsResult, KrbClientError, send_to_kdc
 
     exchange = AsExchange(config)
     request = exchange.start(wallclock=dt.datetime.now(dt.timezone.utc))
     for _ in range(4):
-        reply = await send_to_kdc(host, port, request, timeout=30)
-        if not verify and reply[:1] == bytes([_AS_REP_TAG]):
-            return
+        reply = await send_to_kdc(host, port, request, timeout=_REPLY_TIMEOUT)
         step = exchange.receive(reply, wallclock=dt.datetime.now(dt.timezone.utc))
         if isinstance(step, AsResult):
             return
@@ -444,53 +534,172 @@ async def _exchange(config, host: str, port: int, verify: bool) -> None:
     raise KrbClientError(0, "no AS-REP after 4 requests")
 
 
-async def _drive(kdc: KdcProcess, configs: list, opts: BenchOptions, result: ModeResult) -> None:
-    total = opts.requests
+async def _warmup(kdc: KdcProcess, configs: list, per_client: int) -> None:
+    async def one(config) -> None:
+        for _ in range(per_client):
+            await _exchange(config, kdc.host, kdc.port)
+
+    await asyncio.gather(*(one(c) for c in configs))
+
+
+@dataclass
+class PreparedRequests:
+    """AS-REQs built before the timed phase: framed for TCP, one per exchange, round-robin over
+    the clients. `sample` keeps the client state (nonce, DH private key, ...) of the exchanges
+    whose replies are verified in full after timing; the others keep only their bytes."""
+
+    framed: list[bytes]
+    sample: dict[int, object]  # index -> common.krb5client.AsExchange
+
+
+def prepare_requests(configs: Sequence, count: int, verify_every: int) -> PreparedRequests:
+    """`count` distinct AS-REQs (fresh nonce, DH/ECDH key and signature each; ctime now, so they
+    stay within the KDC's clock skew for the few seconds until they are sent). Distinct nonces
+    give distinct paChecksums, hence distinct replay-cache keys (kdcd: cname, ctime, cusec,
+    paChecksum) and distinct lookaside-cache keys (MIT: the request bytes)."""
+    from common.krb5client import AsExchange
+
+    framed: list[bytes] = []
+    sample: dict[int, object] = {}
+    every = max(1, verify_every)
+    for index in range(count):
+        exchange = AsExchange(configs[index % len(configs)])
+        request = exchange.start(wallclock=dt.datetime.now(dt.timezone.utc))
+        framed.append(len(request).to_bytes(4, "big") + request)
+        if index < len(configs) or index % every == 0:
+            sample[index] = exchange
+    return PreparedRequests(framed, sample)
+
+
+class _OneExchange(asyncio.Protocol):
+    """One connection: write the framed request, read the framed reply, close (as MIT does
+    after each reply, so both KDCs see one connection per exchange)."""
+
+    def __init__(self, framed: bytes, done: asyncio.Future) -> None:
+        self.framed = framed
+        self.done = done
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(self.framed)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        if len(buffer) < 4:
+            return
+        length = int.from_bytes(buffer[:4], "big")
+        if length > _MAX_REPLY:  # also catches the reserved high bit
+            self._finish(ConnectionError(f"reply length {length} is not acceptable"))
+        elif len(buffer) >= 4 + length:
+            self._finish(bytes(buffer[4 : 4 + length]))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(ConnectionError(f"KDC closed the connection after {len(self.buffer)} bytes"))
+
+    def _finish(self, outcome) -> None:
+        if not self.done.done():
+            if isinstance(outcome, Exception):
+                self.done.set_exception(outcome)
+            else:
+                self.done.set_result(outcome)
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def _send_all(kdc: KdcProcess, prepared: PreparedRequests, opts: BenchOptions, result: ModeResult) -> list[bytes | None]:
+    """The timed phase: N tasks send the prepared requests and keep the replies. The only check
+    here is that a reply is an AS-REP; everything costing crypto happens after timing."""
+    loop = asyncio.get_running_loop()
+    framed = prepared.framed
+    replies: list[bytes | None] = [None] * len(framed)
     deadline = None if opts.seconds is None else time.perf_counter() + opts.seconds
-    issued = 0
+    next_index = 0
+    clock = time.perf_counter
 
-    def next_ticket() -> int | None:
-        nonlocal issued
-        if deadline is not None:
-            if time.perf_counter() >= deadline:
-                return None
-        elif issued >= total:
-            return None
-        issued += 1
-        return issued
-
-    async def client(index: int) -> None:
-        config = configs[index]
-        count = 0
-        while (ticket := next_ticket()) is not None:
-            verify = count == 0 or ticket % max(1, opts.verify_every) == 0
-            count += 1
-            start = time.perf_counter()
+    async def client() -> None:
+        nonlocal next_index
+        while next_index < len(framed) and (deadline is None or clock() < deadline):
+            index = next_index
+            next_index += 1
+            done = loop.create_future()
+            start = clock()
             try:
-                await _exchange(config, kdc.host, kdc.port, verify)
+                async with asyncio.timeout(_REPLY_TIMEOUT):
+                    await loop.create_connection(lambda: _OneExchange(framed[index], done), kdc.host, kdc.port)
+                    reply = await done
             except Exception as exc:  # noqa: BLE001 - counted and reported, the run goes on
                 result.errors += 1
                 if result.first_error is None:
                     result.first_error = f"{type(exc).__name__}: {exc}"
                 continue
-            result.latencies.append(time.perf_counter() - start)
-            result.ok += 1
+            result.latencies.append(clock() - start)
+            replies[index] = reply
+            if reply[:1] == b"\x6b":
+                result.ok += 1
+            else:
+                result.errors += 1
+                if result.first_error is None:
+                    result.first_error = _describe_reply(reply)
 
-    await asyncio.gather(*(client(i) for i in range(len(configs))))
+    await asyncio.gather(*(client() for _ in range(opts.clients)))
+    return replies
 
 
-async def _warmup(kdc: KdcProcess, configs: list, per_client: int) -> None:
-    async def one(config) -> None:
-        for _ in range(per_client):
-            await _exchange(config, kdc.host, kdc.port, True)
+def _describe_reply(reply: bytes) -> str:
+    from common.asn1 import KRB_ERROR, decode_as
 
-    await asyncio.gather(*(one(c) for c in configs))
+    try:
+        error = decode_as(KRB_ERROR, reply)
+        return f"KRB-ERROR {error['error-code'].native}: {error['e-text'].native or ''}".strip()
+    except Exception:  # noqa: BLE001 - only the message suffers
+        return f"not an AS-REP (first byte 0x{reply[:1].hex() or '--'})"
+
+
+def _verify_sample(prepared: PreparedRequests, replies: Sequence[bytes | None], result: ModeResult) -> None:
+    """Full client-side checks (KDC signature and chain, DH/ECDH or RSA reply key, enc-part,
+    nonce, names, times) of the sampled replies, after timing. A failure turns an ok into an error."""
+    from common.krb5client import AsResult
+
+    wallclock = dt.datetime.now(dt.timezone.utc)
+    for index, exchange in prepared.sample.items():
+        reply = replies[index]
+        if reply is None or reply[:1] != b"\x6b":
+            continue  # already counted as an error
+        try:
+            step = exchange.receive(reply, wallclock=wallclock)
+            if not isinstance(step, AsResult):
+                raise RuntimeError(f"AS-REP did not complete the exchange ({step.reason})")
+        except Exception as exc:  # noqa: BLE001 - counted and reported
+            result.ok -= 1
+            result.errors += 1
+            if result.first_error is None:
+                result.first_error = f"verification: {type(exc).__name__}: {exc}"
+            continue
+        result.verified += 1
+
+
+def _request_count(opts: BenchOptions, warmup_kdc_cpu: float) -> int:
+    """How many requests to build: `requests`, or with `seconds` enough for that long at twice
+    the rate the warm-up's KDC CPU suggests (the warm-up includes cold caches, so the KDC is
+    faster afterwards; the timed phase also ends early if they run out)."""
+    if opts.seconds is None:
+        return opts.requests
+    exchanges = opts.warmup * opts.clients
+    if not exchanges or warmup_kdc_cpu <= 0:
+        return opts.requests
+    rate = exchanges / warmup_kdc_cpu * opts.workers
+    return max(opts.clients, min(50_000, int(2 * rate * opts.seconds) + 1))
 
 
 def _run_mode(kdc: KdcProcess, server: str, mode: str, deployment, opts: BenchOptions) -> ModeResult:
     configs = [_client_config(deployment, mode, i) for i in range(opts.clients)]
     result = ModeResult(server=server, mode=mode, ok=0, errors=0, wall=0.0, kdc_cpu=0.0, gen_cpu=0.0)
     runner = _event_loop_runner()
+    warm_cpu = kdc.cpu()
     try:
         if opts.warmup:
             runner(_warmup(kdc, configs, opts.warmup))
@@ -498,11 +707,16 @@ def _run_mode(kdc: KdcProcess, server: str, mode: str, deployment, opts: BenchOp
         result.errors += 1
         result.first_error = f"warm-up: {type(exc).__name__}: {exc}"
         return result
+    warm_cpu = kdc.cpu() - warm_cpu
+    prep_before = time.process_time()
+    prepared = prepare_requests(configs, _request_count(opts, warm_cpu), opts.verify_every)
+    result.prep_cpu = time.process_time() - prep_before
     kdc_before, gen_before, wall_before = kdc.cpu(), time.process_time(), time.perf_counter()
-    runner(_drive(kdc, configs, opts, result))
+    replies = runner(_send_all(kdc, prepared, opts, result))
     result.wall = time.perf_counter() - wall_before
     result.gen_cpu = time.process_time() - gen_before
     result.kdc_cpu = kdc.cpu() - kdc_before
+    _verify_sample(prepared, replies, result)
     return result
 
 
@@ -576,43 +790,82 @@ def _fmt(value: float, spec: str) -> str:
 def format_report(report: BenchReport) -> str:
     opts = report.options
     lines = []
-    amount = f"{opts.seconds:g} s" if opts.seconds is not None else f"{opts.requests} exchanges"
+    amount = f"{opts.requests} exchanges" + (f" or {opts.seconds:g} s" if opts.seconds is not None else "")
     lines.append(
         f"kerbtel bench kdc: {report.cpus} CPUs, workers={opts.workers}, clients={opts.clients}, {amount} per mode, "
         f"TCP (one connection per exchange), PKINIT in the first AS-REQ"
     )
     lines.append(
-        f"load generator: asyncio in one process, common.krb5client; every reply checked to be an AS-REP, "
-        f"the first per client and every {opts.verify_every}th verified in full"
+        "load generator: one process, asyncio; the AS-REQs are built before timing (fresh nonce, key pair and "
+        "signature each), so the timed phase only connects, sends and reads; every reply is checked to be an "
+        f"AS-REP, and the first per client and every {opts.verify_every}th are verified in full after timing"
     )
     lines.append("")
-    lines.append("crypto ceiling (KDC-side public-key work per exchange, one core, in-process cryptography):")
+    lines.append("crypto ceiling: public-key work the KDC must do per exchange (one core, `cryptography` in this process),")
+    lines.append("then all its crypto with the symmetric part (common.crypto as kdcd calls it):")
     for mode, ceiling in report.ceilings.items():
         parts = " + ".join(f"{name} {1e3 * s:.3f}" for name, s in ceiling.parts.items())
-        lines.append(f"  {mode:<5} {1e3 * ceiling.seconds:6.3f} ms -> {ceiling.rate:7.0f}/s per core   ({parts} ms)")
+        lines.append(f"  {mode:<5} {1e3 * ceiling.seconds:6.3f} ms -> {ceiling.rate:6.0f}/s per core   ({parts} ms)")
+        if ceiling.symmetric:
+            parts = " + ".join(f"{name} {1e3 * s:.3f}" for name, s in ceiling.symmetric.items())
+            lines.append(f"        {1e3 * ceiling.total_seconds:6.3f} ms -> {1 / ceiling.total_seconds:6.0f}/s per core   "
+                         f"with the symmetric crypto ({parts} ms)")
+        if ceiling.skippable:
+            lines.append(
+                f"        {1e3 * ceiling.reuse_seconds:6.3f} ms -> {1 / ceiling.reuse_seconds:6.0f}/s per core   "
+                f"with KDC key reuse (dh_key_reuse_seconds and a clientDHNonce, which this load generator does not send)"
+            )
     lines.append("")
-    header = (f"{'mode':<5} {'KDC':<8} {'ok':>6} {'err':>4} {'exch/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'KDC CPU ms/exch':>15} {'gen CPU ms/exch':>15} {'% of ceiling':>12}")
+    header = (f"{'mode':<5} {'KDC':<8} {'ok':>6} {'err':>4} {'full':>5} {'exch/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'KDC ms/exch':>11} {'KDC cores':>9} {'gen ms/exch':>11} {'gen cores':>9} {'crypto %':>8}")
     lines.append(header)
     lines.append("-" * len(header))
     for r in report.results:
         ceiling = report.ceilings.get(r.mode)
-        share = 100 * ceiling.seconds * 1000 / r.kdc_ms if ceiling and r.ok else float("nan")
+        share = 100 * ceiling.seconds * 1000 / r.kdc_ms if ceiling and r.ok and r.kdc_cpu > 0 else float("nan")
         lines.append(
-            f"{r.mode:<5} {r.server:<8} {r.ok:>6} {r.errors:>4} {_fmt(r.rate, '8.1f')} {_fmt(r.percentile(0.5), '7.1f')} "
-            f"{_fmt(r.percentile(0.99), '7.1f')} {_fmt(r.kdc_ms, '15.2f')} {_fmt(r.gen_ms, '15.2f')} {_fmt(share, '11.0f')}%"
+            f"{r.mode:<5} {r.server:<8} {r.ok:>6} {r.errors:>4} {r.verified:>5} {_fmt(r.rate, '8.1f')} "
+            f"{_fmt(r.percentile(0.5), '7.1f')} {_fmt(r.percentile(0.99), '7.1f')} {_fmt(r.kdc_ms, '11.3f')} "
+            f"{_fmt(r.kdc_cores, '9.2f')} {_fmt(r.gen_ms, '11.3f')} {_fmt(r.gen_cores, '9.2f')} {_fmt(share, '7.0f')}%"
+        )
+    lines.append(
+        f"full = replies verified in full; KDC ms/exch = CPU of the KDC's process tree (/proc utime+stime) per exchange; "
+        f"KDC cores = its CPU seconds per second ({opts.workers} = saturated, so exch/s measures the KDC); "
+        f"gen = this process in the timed phase; crypto % = ceiling / KDC ms"
+    )
+    prep = [r for r in report.results if r.ok]
+    if prep:
+        lines.append(
+            "building one request before timing cost the generator "
+            + ", ".join(f"{r.mode}/{r.server} {r.prep_ms:.2f}" for r in prep) + " ms (not in the timed phase)"
+        )
+    starved = [r for r in report.results if r.ok and r.kdc_cores < 0.85 * opts.workers]
+    for r in starved:
+        lines.append(
+            f"note: {r.server} {r.mode} kept only {r.kdc_cores:.2f} of {opts.workers} core(s) busy: its exch/s is limited "
+            f"by the load generator or the network, not by the KDC; compare KDC ms/exch"
         )
     if opts.vs_mit:
         lines.append("")
         lines.append("kerbtel / MIT:")
         for mode in opts.modes:
             ours, theirs = report.result("kerbtel", mode), report.result("MIT", mode)
-            if ours is None or theirs is None or not ours.ok or not theirs.ok:
-                continue
+            if ours is None or theirs is None or not ours.ok or not theirs.ok or not ours.kdc_cpu or not theirs.kdc_cpu:
+                continue  # (CPU is counted in clock ticks: a tiny run may show none)
             lines.append(
-                f"  {mode:<5} throughput x{ours.rate / theirs.rate:.2f}   KDC CPU per exchange x{ours.kdc_ms / theirs.kdc_ms:.2f} "
-                f"(MIT {theirs.kdc_ms:.2f} ms, kerbtel {ours.kdc_ms:.2f} ms; per-core capacity x{theirs.kdc_ms / ours.kdc_ms:.2f})"
+                f"  {mode:<5} throughput x{ours.rate / theirs.rate:.2f}; KDC CPU per exchange kerbtel {ours.kdc_ms:.3f} ms, "
+                f"MIT {theirs.kdc_ms:.3f} ms: per-core capacity x{theirs.kdc_ms / ours.kdc_ms:.2f}"
             )
+            ceiling = report.ceilings.get(mode)
+            if ceiling is not None:
+                budget = theirs.kdc_ms / 2
+                need = 1e3 * ceiling.total_seconds
+                verdict = ("the crypto leaves room for it" if need < budget
+                           else "impossible on this machine: the mandatory crypto alone exceeds it")
+                lines.append(
+                    f"        2x MIT needs <= {budget:.3f} ms/exchange; the mandatory crypto is {need:.3f} ms "
+                    f"({100 * need / budget:.0f}% of that budget, leaving {budget - need:.3f} ms for everything else): {verdict}"
+                )
     errors = [r for r in report.results if r.first_error]
     for r in errors:
         lines.append(f"{r.server} {r.mode}: {r.errors} failed; first: {r.first_error}")

@@ -4,6 +4,7 @@ cache. Both are per process (each kdcd worker has its own) and take time as an a
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -11,7 +12,11 @@ from datetime import datetime
 
 from common.pki import VerifiedCertificate
 
-__all__ = ["CachedCertificate", "CertificateCache", "ReplayCache"]
+__all__ = ["CachedCertificate", "CertificateCache", "ReplayCache", "principal_text"]
+
+# str(Principal) quotes every character (~10 us); the KDC formats the same few names for every
+# request (log fields, replay-cache keys). Principals are immutable, so the text can be kept.
+principal_text = functools.lru_cache(maxsize=4096)(str)
 
 
 class ReplayCache:

@@ -26,16 +26,8 @@ from asn1crypto import keys
 from cryptography import x509
 
 from common import cms
-from common.asn1 import Asn1DecodeError, ErrorCode, PaDataType, decode_as, encode, oids
-from common.asn1.pkinit import (
-    PA_PK_AS_REQ,
-    TD_DH_PARAMETERS,
-    AuthPack,
-    DomainParameters,
-    decode_dh_public_value,
-    encode_dh_public_value,
-    unwrap_auth_pack,
-)
+from common.asn1 import ErrorCode, PaDataType, encode, oids
+from common.asn1.pkinit import TD_DH_PARAMETERS, DomainParameters, decode_dh_public_value, encode_dh_public_value
 from common.crypto import Key, KeyUsage, generate_key, make_checksum, required_checksum_type
 from common.crypto.dh import DH_GROUPS, DhError, DhGroup, DhKeyPair, EcCurve, EcdhKeyPair, curve_by_name, curve_by_oid, group_for_parameters
 from common.crypto.pkinit import KDF_HASH_BY_OID, KDF_OID_BY_HASH, octetstring2key, rfc8636_kdf
@@ -52,10 +44,12 @@ from common.pki import (
     thumbprint,
 )
 from common.principal import Principal
-from kdcd.caches import CachedCertificate, CertificateCache, ReplayCache
-from kdcd.db import CustomerStatus, DeviceStatus, ThumbprintMismatch
+from kdcd.caches import CachedCertificate, CertificateCache, ReplayCache, principal_text
+from kdcd.auth_pack import ClientAuthPack, MalformedAuthPack, SignedAuthPackReader, client_auth_pack, read_reference
+from kdcd.db import Customer, CustomerStatus, DeviceStatus, ThumbprintMismatch
 from common.krberror import KrbError, typed_data
 from kdcd.freshness import FreshnessError, FreshnessTokens
+from common.crypto.legendre import check_public_value
 from kdcd.policy import KdcPolicy
 
 __all__ = ["PkinitClient", "PkinitCredentials", "PkinitReply", "PkinitServer"]
@@ -110,11 +104,12 @@ class PkinitCredentials:
 class PkinitClient:
     """A PKINIT request that verified and is honoured."""
 
-    auth_pack: AuthPack
+    auth_pack: ClientAuthPack
     verified: VerifiedCertificate
     restricted: bool  # manufacturer certificate: an unprovisioned CTA
     customer_ids: tuple[int, ...]
     from_cache: bool
+    customers: tuple[Customer, ...] = ()  # the records the customer rule read (operator certificates)
 
 
 @dataclass(frozen=True)
@@ -153,6 +148,7 @@ class PkinitServer:
         self.verifier = credentials.verifier()
         self.certificate_cache = CertificateCache(policy.certificate_cache_size)
         self.replay_cache = ReplayCache(policy.replay_cache_size, lifetime=2 * policy.max_skew + 1)
+        self._auth_pack_reader = SignedAuthPackReader()
         self._reusable: dict[object, _ReusableKey] = {}
         self._revoked = frozenset(bytes.fromhex(t) for t in policy.revoked_certificates)
         self._kdf_oids = [KDF_OID_BY_HASH[name] for name in policy.kdf_preference]
@@ -166,25 +162,16 @@ class PkinitServer:
     def verify(
         self, pa_value: bytes, *, cname: Principal, req_body: bytes, nonce: int, wallclock: datetime, now: float, peer: str
     ) -> PkinitClient:
-        try:
-            pk_req = decode_as(PA_PK_AS_REQ, pa_value)
-            signed, auth_pack = unwrap_auth_pack(pk_req["signedAuthPack"].parsed)
-        except (Asn1DecodeError, ValueError) as exc:
-            raise KrbError(ErrorCode.KDC_ERR_PREAUTH_FAILED, f"malformed PA-PK-AS-REQ: {exc}") from None
-
-        try:
-            signed_ok = cms.verify_signed_data(signed, expected_content_type=oids.ID_PKINIT_AUTHDATA)
-        except cms.CmsError as exc:
-            raise KrbError(exc.krb_error_code, f"signedAuthPack: {exc}") from None
+        # The fast reader succeeds or says nothing; then the reference path reads and checks
+        # again and words the refusal (kdcd/auth_pack.py).
+        fast = self._auth_pack_reader.read(pa_value)
+        if fast is not None:
+            signed_ok, thumb, auth = fast.signed, fast.thumbprint, fast.auth_pack
+        else:
+            signed_ok, thumb, auth = self._verify_reference(pa_value)
 
         # The pkAuthenticator: time, nonce, checksum over the KDC-REQ-BODY as received.
-        authenticator = auth_pack["pkAuthenticator"]
-        try:
-            ctime = authenticator["ctime"].native
-            cusec = authenticator["cusec"].native
-            auth_nonce = authenticator["nonce"].native
-        except ValueError as exc:
-            raise KrbError(ErrorCode.KDC_ERR_PREAUTH_FAILED, f"malformed pkAuthenticator: {exc}") from None
+        ctime, cusec = auth.ctime, auth.cusec
         client_time = ctime + timedelta(microseconds=cusec)
         skew = abs((wallclock - client_time).total_seconds())
         if skew > self.policy.max_skew:
@@ -194,23 +181,22 @@ class PkinitServer:
                 ctime=ctime,
                 cusec=cusec,
             )
-        pa_checksum = authenticator["paChecksum"].native
+        pa_checksum = auth.pa_checksum
         if pa_checksum is None:
             raise KrbError(ErrorCode.KDC_ERR_PA_CHECKSUM_MUST_BE_INCLUDED, "pkAuthenticator has no paChecksum")
         if not hmac.compare_digest(pa_checksum, hashlib.sha1(req_body).digest()):
             raise KrbError(ErrorCode.KDC_ERR_PA_CHECKSUM_MUST_BE_INCLUDED, "paChecksum does not match the KDC-REQ-BODY")
-        checksum2 = authenticator["paChecksum2"]
-        if checksum2.native is not None:
-            algorithm = checksum2["algorithmIdentifier"]["algorithm"].native
+        if auth.pa_checksum2 is not None:
+            algorithm, checksum2 = auth.pa_checksum2
             digest = _PA_CHECKSUM2_DIGESTS.get(algorithm)
             if digest is None:
                 raise KrbError(ErrorCode.KDC_ERR_DIGEST_IN_SIGNED_DATA_NOT_ACCEPTED, f"paChecksum2 digest {algorithm} is not accepted")
-            if not hmac.compare_digest(checksum2["checksum"].native, digest(req_body).digest()):
+            if not hmac.compare_digest(checksum2, digest(req_body).digest()):
                 raise KrbError(ErrorCode.KDC_ERR_PA_CHECKSUM_MUST_BE_INCLUDED, "paChecksum2 does not match the KDC-REQ-BODY")
-        if auth_nonce != nonce:
+        if auth.nonce != nonce:
             raise KrbError(ErrorCode.KDC_ERR_PREAUTH_FAILED, "pkAuthenticator nonce differs from the request nonce")
 
-        token = authenticator["freshnessToken"].native
+        token = auth.freshness_token
         if token is not None:
             try:
                 self.freshness.check(token, int(wallclock.timestamp()), self.policy.max_skew)
@@ -222,7 +208,6 @@ class PkinitServer:
 
         # The certificate: cached verification or the full chain check.
         signer = signed_ok.signer_certificate
-        thumb = thumbprint(signer)
         if thumb in self._revoked:
             raise KrbError(ErrorCode.KDC_ERR_REVOKED_CERTIFICATE, f"certificate {thumb[:8].hex()} is on the KDC's revocation list")
         cached = self.certificate_cache.get(thumb, wallclock)
@@ -237,24 +222,42 @@ class PkinitServer:
             raise KrbError(ErrorCode.KDC_ERR_CLIENT_NAME_MISMATCH, f"certificate names {names}, the request {cname}")
 
         # Replay: recorded only now that signature and checksum are known good.
-        replay_key = (str(cname), ctime, cusec, pa_checksum)
+        replay_key = (principal_text(cname), ctime, cusec, pa_checksum)
         if self.replay_cache.seen_or_add(replay_key, now):
             raise KrbError(ErrorCode.KRB_AP_ERR_REPEAT, "PKINIT authenticator replayed", ctime=ctime, cusec=cusec)
 
         customers = self._authorize(verified, cached, wallclock=wallclock, peer=peer)
         return PkinitClient(
-            auth_pack=auth_pack,
+            auth_pack=auth,
             verified=verified,
             restricted=not verified.provisioned,
-            customer_ids=tuple(c for c, _ in customers),
+            customer_ids=tuple(c.id for c in customers),
             from_cache=cached is not None,
+            customers=customers,
         )
+
+    def _verify_reference(self, pa_value: bytes) -> tuple[cms.VerifiedSignedData, bytes, ClientAuthPack]:
+        """asn1crypto and common.cms: the reference reading and CMS check, with the refusals' wording."""
+        try:
+            signed, auth_pack = read_reference(pa_value)
+        except MalformedAuthPack as exc:
+            raise KrbError(ErrorCode.KDC_ERR_PREAUTH_FAILED, f"malformed PA-PK-AS-REQ: {exc}") from None
+        try:
+            signed_ok = cms.verify_signed_data(signed, expected_content_type=oids.ID_PKINIT_AUTHDATA)
+        except cms.CmsError as exc:
+            raise KrbError(exc.krb_error_code, f"signedAuthPack: {exc}") from None
+        try:
+            auth = client_auth_pack(auth_pack)
+        except ValueError as exc:
+            raise KrbError(ErrorCode.KDC_ERR_PREAUTH_FAILED, f"malformed pkAuthenticator: {exc}") from None
+        return signed_ok, thumbprint(signed_ok.signer_certificate), auth
 
     def _authorize(
         self, verified: VerifiedCertificate, cached: CachedCertificate | None, *, wallclock: datetime, peer: str
-    ) -> tuple[tuple[int, int], ...]:
+    ) -> tuple[Customer, ...]:
         """The seed's rule: operator certificates need an active customer holding one of their phone
-        IDs; manufacturer certificates are recorded (MAC, thumbprint, peer) unless the device is bad."""
+        IDs; manufacturer certificates are recorded (MAC, thumbprint, peer) unless the device is bad.
+        Returns the customer records read (none for a manufacturer certificate)."""
         if verified.provisioned:
             customers = self.db.customers_for_phone_ids(list(verified.phone_ids))
             stamp = tuple((c.id, c.generation) for c in customers)
@@ -272,7 +275,7 @@ class PkinitServer:
                 raise KrbError(ErrorCode.KDC_ERR_CLIENT_REVOKED, f"no active customer for this certificate: {states}")
             if cached is None:
                 self.certificate_cache.put(CachedCertificate(verified, stamp))
-            return stamp
+            return tuple(customers)
         # A manufacturer certificate: an unprovisioned CTA.
         mac = verified.mac
         if mac is None:  # pragma: no cover - the verifier requires it for manufacturer certificates
@@ -307,24 +310,24 @@ class PkinitServer:
         """PA-PK-AS-REP and reply key. `request` is the whole AS-REQ as received; `cname`/`sname`
         are the request's names with their name-types as sent (RFC 8636 OtherInfo)."""
         auth_pack = client.auth_pack
-        public_value = auth_pack["clientPublicValue"]
-        if public_value.native is None:
+        if auth_pack.public_algorithm is None:
             return self._reply_rsa(client, request=request, enctype=enctype)
-        kdf_oid = self._choose_kdf(auth_pack)
-        algorithm = public_value["algorithm"]["algorithm"].dotted
-        client_nonce = auth_pack["clientDHNonce"].native
-        nonce = auth_pack["pkAuthenticator"]["nonce"].native
+        kdf_oid = self._choose_kdf(auth_pack.kdfs)
+        algorithm = auth_pack.public_algorithm
+        client_nonce = auth_pack.client_dh_nonce
+        nonce = auth_pack.nonce
         if algorithm == oids.DHPUBLICNUMBER:
-            group, y = self._client_dh(public_value)
+            group, y = self._client_dh(auth_pack)
             key_pair, expiration = self._key_pair(("dh", group.group_id), group, client_nonce, now, wallclock)
             try:
-                z = key_pair.shared_secret(y)
+                check_public_value(group, y)  # range and subgroup (in C when libcrypto loads)
+                z = key_pair.shared_secret(y, check_subgroup=False)
             except DhError as exc:
                 raise KrbError(ErrorCode.KDC_ERR_PREAUTH_FAILED, f"clientPublicValue: {exc}") from None
             subject_public_key = encode_dh_public_value(key_pair.public_value)
             mode = "dh"
         elif algorithm == oids.ID_EC_PUBLIC_KEY:
-            curve, point = self._client_ec(public_value)
+            curve, point = self._client_ec(auth_pack)
             key_pair, expiration = self._key_pair(("ecdh", curve.name), curve, client_nonce, now, wallclock)
             try:
                 z = key_pair.shared_secret(point)
@@ -351,11 +354,10 @@ class PkinitServer:
             reply_key = octetstring2key(z, enctype, client_nonce or b"", server_nonce or b"")
         return PkinitReply(pa_value, reply_key, mode)
 
-    def _choose_kdf(self, auth_pack: AuthPack) -> str | None:
-        offered = auth_pack["supportedKDFs"]
-        if offered.native is None:
+    def _choose_kdf(self, offered: tuple[str, ...] | None) -> str | None:
+        if offered is None:
             return None
-        offered_oids = {k["kdf-id"].dotted for k in offered}
+        offered_oids = set(offered)
         for oid in self._kdf_oids:
             if oid in offered_oids:
                 return oid
@@ -379,13 +381,18 @@ class PkinitServer:
             ]
         return typed_data((PaDataType.TD_DH_PARAMETERS, TD_DH_PARAMETERS(entries).dump()))
 
-    def _client_dh(self, public_value) -> tuple[DhGroup, int]:
-        try:
-            params = public_value["algorithm"]["parameters"]
-            p, g = params["p"].native, params["g"].native
-            q = params["q"].native if params["q"].contents is not None else None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise KrbError(ErrorCode.KDC_ERR_DH_KEY_PARAMETERS_NOT_ACCEPTED, f"DH domain parameters: {exc}", e_data=self._td_dh_parameters()) from None
+    def _client_dh(self, auth_pack: ClientAuthPack) -> tuple[DhGroup, int]:
+        public_value = auth_pack.public_value_asn1
+        if auth_pack.dh is not None:  # the fast reader's values: well-formed, y > 0
+            p, g, q, y = auth_pack.dh
+        else:
+            y = None
+            try:
+                params = public_value["algorithm"]["parameters"]
+                p, g = params["p"].native, params["g"].native
+                q = params["q"].native if params["q"].contents is not None else None
+            except (ValueError, KeyError, TypeError) as exc:
+                raise KrbError(ErrorCode.KDC_ERR_DH_KEY_PARAMETERS_NOT_ACCEPTED, f"DH domain parameters: {exc}", e_data=self._td_dh_parameters()) from None
         try:
             group = group_for_parameters(p, g, q, min_bits=self.policy.dh_min_bits)
         except DhError as exc:
@@ -396,18 +403,24 @@ class PkinitServer:
                 f"{group.name} is not an allowed DH group",
                 e_data=self._td_dh_parameters(),
             )
-        try:
-            y = decode_dh_public_value(public_value["public_key"].__bytes__())
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise KrbError(ErrorCode.KDC_ERR_PREAUTH_FAILED, f"clientPublicValue: malformed DH public value ({exc})") from None
+        if y is None:
+            try:
+                y = decode_dh_public_value(public_value["public_key"].__bytes__())
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise KrbError(ErrorCode.KDC_ERR_PREAUTH_FAILED, f"clientPublicValue: malformed DH public value ({exc})") from None
         return group, y
 
-    def _client_ec(self, public_value) -> tuple[EcCurve, bytes]:
+    def _client_ec(self, auth_pack: ClientAuthPack) -> tuple[EcCurve, bytes]:
+        public_value = auth_pack.public_value_asn1
         try:
-            params = public_value["algorithm"]["parameters"]
-            if params.name != "named":
-                raise ValueError("only named curves are accepted")
-            curve = curve_by_oid(params.chosen.dotted)
+            if auth_pack.ec is not None:  # the fast reader's values: a named curve and a point
+                curve_oid = auth_pack.ec[0]
+            else:
+                params = public_value["algorithm"]["parameters"]
+                if params.name != "named":
+                    raise ValueError("only named curves are accepted")
+                curve_oid = params.chosen.dotted
+            curve = curve_by_oid(curve_oid)
         except (ValueError, KeyError, TypeError, AttributeError, DhError) as exc:
             raise KrbError(ErrorCode.KDC_ERR_DH_KEY_PARAMETERS_NOT_ACCEPTED, f"EC parameters: {exc}", e_data=self._td_dh_parameters(curves=True)) from None
         if curve.name not in self.policy.allowed_ecdh_curves:
@@ -416,6 +429,8 @@ class PkinitServer:
                 f"curve {curve.name} is not allowed",
                 e_data=self._td_dh_parameters(curves=True),
             )
+        if auth_pack.ec is not None:
+            return curve, auth_pack.ec[1]
         try:
             point = public_value["public_key"].__bytes__()
         except (ValueError, TypeError, AttributeError) as exc:
@@ -460,10 +475,9 @@ class PkinitServer:
         as_checksum = make_checksum(cksumtype, reply_key, KeyUsage.PKINIT_AS_CHECKSUM, request)
         signed = self._sign(encode.reply_key_pack(reply_key, cksumtype, as_checksum), oids.ID_PKINIT_RKEYDATA)
         cipher = "des-ede3-cbc"
-        offered = client.auth_pack["supportedCMSTypes"]
-        if offered.native is not None:
-            offered_oids = [a["algorithm"].dotted for a in offered]
-            for oid in offered_oids:
+        offered = client.auth_pack.cms_types
+        if offered is not None:
+            for oid in offered:
                 if oid in _CMS_CIPHER_BY_OID:
                     cipher = _CMS_CIPHER_BY_OID[oid]
                     break

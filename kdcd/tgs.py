@@ -227,10 +227,11 @@ def _unwrap_fast(
 # --- customer status (the seed's rule, re-checked for every ticket the TGS issues) ------------
 
 
-def active_phone_ids(db, phone_ids) -> tuple[tuple[bytes, ...], list[Customer]]:
+def active_phone_ids(db, phone_ids, customers=None) -> tuple[tuple[bytes, ...], list[Customer]]:
     """The phone IDs among `phone_ids` that an *active* customer holds now (in the given order),
-    and the customers holding any of them (for the e-text when none is active)."""
-    customers = db.customers_for_phone_ids(list(phone_ids))
+    and the customers holding any of them (for the e-text when none is active). `customers`:
+    the records `db.customers_for_phone_ids(phone_ids)` returned in this same request."""
+    customers = db.customers_for_phone_ids(list(phone_ids)) if customers is None else list(customers)
     held = {p for c in customers if c.active for p in c.phone_ids}
     return tuple(p for p in phone_ids if p in held), customers
 
@@ -243,13 +244,13 @@ def _revoked_text(phone_ids, customers: list[Customer]) -> str:
     return f"no active customer for the ticket's phone ID(s): {states}"
 
 
-def customer_authorization_data(db, phone_ids) -> bytes:
+def customer_authorization_data(db, phone_ids, customers=None) -> bytes:
     """For the AS exchange: DER AuthorizationData holding the KerbtelAuthorizedPhoneIds element of
     a ticket issued to a CTA honoured for its operator certificate (`phone_ids` = the
-    certificate's), listing those an active customer holds (one indexed query per phone ID, ~20 us;
-    the DER is written directly, ~5 us). KDC_ERR_CLIENT_REVOKED if none does (the PKINIT check
-    just passed, so only a concurrent status change gets there)."""
-    active, customers = active_phone_ids(db, phone_ids)
+    certificate's), listing those an active customer holds (one indexed query per phone ID, ~20 us,
+    unless the PKINIT customer rule passes the `customers` it just read; the DER is written
+    directly, ~5 us). KDC_ERR_CLIENT_REVOKED if none does."""
+    active, customers = active_phone_ids(db, phone_ids, customers)
     if not active:
         raise KrbError(ErrorCode.KDC_ERR_CLIENT_REVOKED, _revoked_text(phone_ids, customers))
     return phone_ids_authorization_data_der(active)

@@ -21,7 +21,9 @@ def test_process_tree_cpu_counts_this_process() -> None:
 
 def test_crypto_ceiling_has_every_part() -> None:
     ceilings = crypto_ceiling(("dh", "ecdh", "rsa"))
-    assert set(ceilings["dh"].parts) == {"RSA-2048 sign", "RSA-2048 verify", "DH-2048 keygen", "DH-2048 exchange"}
+    assert set(ceilings["dh"].parts) == {"RSA-2048 sign", "RSA-2048 verify", "DH-2048 keygen", "DH-2048 exchange",
+                                         "DH-2048 subgroup check"}
+    assert ceilings["dh"].skippable == ("DH-2048 keygen",) and ceilings["dh"].reuse_seconds < ceilings["dh"].seconds
     assert set(ceilings["ecdh"].parts) == {"RSA-2048 sign", "RSA-2048 verify", "P-256 keygen", "P-256 ECDH"}
     assert "RSA-2048 encrypt" in ceilings["rsa"].parts
     assert all(c.rate > 0 for c in ceilings.values())
@@ -32,8 +34,8 @@ def test_bench_kdc_cli_ecdh(capsys) -> None:
     out = capsys.readouterr().out
     assert "workers=1, clients=2, 20 exchanges per mode" in out
     row = next(line for line in out.splitlines() if line.startswith("ecdh  kerbtel"))
-    assert row.split()[2:4] == ["20", "0"]  # ok, errors
-    assert "crypto ceiling" in out
+    assert row.split()[2:5] == ["20", "0", "3"]  # ok, errors, verified in full (#0, #1: one per client; #16)
+    assert "crypto ceiling" in out and "KDC cores" in out and "built before timing" in out
 
 
 def test_bench_report_counts_every_exchange_with_two_workers_and_full_verification() -> None:
@@ -41,9 +43,34 @@ def test_bench_report_counts_every_exchange_with_two_workers_and_full_verificati
     report = run_kdc_bench(opts)
     for mode in ("dh", "rsa"):
         result = report.result("kerbtel", mode)
-        assert (result.ok, result.errors, result.first_error) == (9, 0, None)
-        assert len(result.latencies) == 9 and result.kdc_cpu >= 0 and result.gen_cpu > 0
+        assert (result.ok, result.errors, result.first_error, result.verified) == (9, 0, None, 9)
+        assert len(result.latencies) == 9 and result.kdc_cpu >= 0 and result.gen_cpu > 0 and result.prep_cpu > 0
     assert "rsa   kerbtel" in format_report(report)
+
+
+def test_prepared_requests_are_distinct_and_the_sample_is_kept(tmp_path) -> None:
+    from kdcd.bench import _client_config, prepare_requests
+    from kdcd.deployment import create_deployment
+
+    deployment = create_deployment(tmp_path / "deployment", force=True)
+    configs = [_client_config(deployment, "rsa", i) for i in range(2)]
+    prepared = prepare_requests(configs, 7, verify_every=3)
+    assert len(set(prepared.framed)) == 7
+    assert all(int.from_bytes(f[:4], "big") == len(f) - 4 for f in prepared.framed)
+    assert sorted(prepared.sample) == [0, 1, 3, 6]  # the first per client, then every 3rd
+
+
+def test_a_failed_verification_after_timing_is_an_error() -> None:
+    from kdcd.bench import ModeResult, PreparedRequests, _verify_sample
+
+    class Refuses:
+        def receive(self, reply, *, wallclock):
+            raise ValueError("bad reply")
+
+    result = ModeResult(server="kerbtel", mode="dh", ok=2, errors=0, wall=1.0, kdc_cpu=0.0, gen_cpu=0.0)
+    _verify_sample(PreparedRequests([b"", b""], {0: Refuses()}), [b"\x6b\x00", b"\x6b\x00"], result)
+    assert (result.ok, result.errors, result.verified) == (1, 1, 0)
+    assert result.first_error == "verification: ValueError: bad reply"
 
 
 def test_bench_rejects_bad_arguments(capsys) -> None:

@@ -103,8 +103,16 @@ def _tlv(data: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
             raise _Irregular
         start = pos + 4
         stop = start + n
+    elif first == 0x83:  # PKINIT requests with certificate chains can pass 64 KiB
+        if pos + 5 > end:
+            raise _Irregular
+        n = (data[pos + 2] << 16) | (data[pos + 3] << 8) | data[pos + 4]
+        if n < 0x10000:
+            raise _Irregular
+        start = pos + 5
+        stop = start + n
     else:
-        raise _Irregular  # longer than 64 KiB (none of ours), or not DER
+        raise _Irregular  # 16 MiB or more (no request is), or not DER
     if stop > end:
         raise _Irregular
     return start, stop
