@@ -17,6 +17,7 @@ be mistaken for the standard library.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
 import sys
@@ -73,6 +74,7 @@ _WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 _STRUCTURAL = frozenset({"event", "timestamp", "level", "logger", "exc_info", "exception", "stack"})
 
 
+@functools.lru_cache(maxsize=4096)  # field names repeat on every line; the regex is the cost
 def is_secret_name(name: str) -> bool:
     if name in NOT_SECRET_NAMES or name.lower() in NOT_SECRET_NAMES:
         return False
