@@ -58,7 +58,7 @@ def register(subparsers) -> None:
                      help="a PKINIT mode to run (repeatable; default: all three)")
     kdc.add_argument("--clients", type=_positive, default=4, help="concurrent in-process clients (default 4)")
     kdc.add_argument("--requests", type=_positive, default=400, help="exchanges per mode and KDC (default 400)")
-    kdc.add_argument("--seconds", type=float, default=None, help="run each mode this long instead of --requests")
+    kdc.add_argument("--seconds", type=float, default=None, help="run each mode about this long (requests pre-built from the warm-up's rate) instead of --requests")
     kdc.add_argument("--workers", type=_positive, default=1, help="KDC worker processes, both KDCs (default 1)")
     kdc.add_argument("--verify-every", type=_positive, default=16,
                      help="verify every n-th reply in full (default 16; 1 = all); the rest are checked to be AS-REPs")
