@@ -123,3 +123,8 @@ class LoopbackCapture:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         return read_udp(self.path)
+
+
+def capture_udp_ports(path: Path, ports: list[int]) -> LoopbackCapture:
+    """tshark on lo capturing these UDP ports."""
+    return LoopbackCapture(path, " or ".join(f"udp port {p}" for p in ports))

@@ -41,6 +41,7 @@ from scd.calls import CallConfig, CallConnected, CallEngine, CallSetup, KeyAckVe
 from scd.calls import CallEnded as ScCallEnded
 from scd.config import suite_by_name
 from scd.signaling import CtaIdentity, SignalingConfig, SignalingEngine
+from tests.test_ctad_line import counter_rng
 
 A_NUM, ECHO_NUM = "+15551230001", "+15550009999"
 A_HOST, ECHO_HOST = "127.0.0.2", "127.0.0.3"
@@ -50,18 +51,6 @@ PROFILES = ("AES_CM_128_HMAC_SHA1_80", "AEAD_AES_128_GCM", "3DES_CBC_SEED")
 PHONE_OFFER = (b"v=0\r\no=- 1 1 IN IP4 127.0.1.1\r\ns=-\r\nc=IN IP4 127.0.1.1\r\nt=0 0\r\n"
                b"m=audio 7000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
                b"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n")
-
-
-def counter_rng(start: int):
-    counter = itertools.count(start)
-
-    def rng(n: int) -> bytes:
-        out = b""
-        while len(out) < n:
-            out += (next(counter) * 0x9E3779B97F4A7C15 % (1 << 64)).to_bytes(8, "big")
-        return out[:n]
-
-    return rng
 
 
 def rtp(seq: int, ssrc: int = 0x11223344, payload: bytes | None = None, pt: int = 0) -> bytes:

@@ -37,6 +37,7 @@ from ctad import km as ckm
 from ctad.calls import CallAgent, CallEnded, CallEstablished, CallKeysReady, IncomingCall
 from ctad.signaling import CtaUserAgent
 from tests.conftest import require_peer
+from tests.pcaputil import capture_udp_ports
 from tests.peers.daemons import Daemons
 from tests.peers.kdcd import kerbtel
 
@@ -157,29 +158,6 @@ def _status(d: Daemons, key: str) -> str:
         time.sleep(0.02)
 
 
-class Capture:
-    def __init__(self, path: Path, ports: list[int]) -> None:
-        expr = " or ".join(f"udp port {p}" for p in ports)
-        self.proc = subprocess.Popen(["tshark", "-i", "lo", "-f", expr, "-w", str(path)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline, seen = time.monotonic() + 15, ""
-        while "Capturing on" not in seen:
-            line = self.proc.stderr.readline()
-            if not line and self.proc.poll() is not None:
-                raise AssertionError(f"tshark exited {self.proc.returncode}: {seen}")
-            seen += line
-            assert time.monotonic() < deadline, f"tshark did not start capturing: {seen}"
-
-    def stop(self) -> None:
-        time.sleep(0.3)
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     d = Daemons.create(tmp_path_factory.mktemp("kerbtel") / "realm")
@@ -196,7 +174,7 @@ def linked(live, tmp_path_factory):
     d = live
     pcap = tmp_path_factory.mktemp("cap") / "scs.pcap"
     ports = [_host_port(d.sc(s)[k])[1] for s in ("sc1", "sc2") for k in ("km", "esp")]
-    capture = Capture(pcap, ports) if _have("tshark") else None
+    capture = capture_udp_ports(pcap, ports) if _have("tshark") else None
     d.start_scd("sc1")
     time.sleep(1.5)  # sc1's first AP Requests go unanswered: sc2 is not there yet
     d.start_scd("sc2")

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import re
 import shlex
-import signal
 import subprocess
-import time
 
 import pytest
 
 from tests.conftest import require_peer
+from tests.pcaputil import capture_udp_ports
 from tests.peers.daemons import daemons_fixture
 from tests.peers.kdcd import kerbtel
 
@@ -40,31 +39,6 @@ def _set_suites(config: str, names: list[str]) -> None:
     path.write_text(text)
 
 
-class Capture:
-    def __init__(self, path, ports: list[int]) -> None:
-        expr = " or ".join(f"udp port {p}" for p in ports)
-        self.proc = subprocess.Popen(["tshark", "-i", "lo", "-f", expr, "-w", str(path)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 15
-        seen = ""
-        while "Capturing on" not in seen:
-            line = self.proc.stderr.readline()
-            if not line and self.proc.poll() is not None:
-                raise AssertionError(f"tshark exited {self.proc.returncode}: {seen}")
-            seen += line
-            if time.monotonic() > deadline:
-                raise AssertionError(f"tshark did not start capturing: {seen}")
-
-    def stop(self) -> None:
-        time.sleep(0.3)  # let the last packets reach the capture
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-
-
 @pytest.mark.parametrize("suite", list(SUITES))
 def test_tshark_decrypts_signaling(daemons, tmp_path, suite):
     require_peer("tshark")
@@ -72,7 +46,7 @@ def test_tshark_decrypts_signaling(daemons, tmp_path, suite):
     km_port, esp_port = (int(sc[k].rsplit(":", 1)[1]) for k in ("km", "esp"))
     _set_suites(sc["config"], [suite])
     pcap = tmp_path / f"{suite}.pcap"
-    capture = Capture(pcap, [km_port, esp_port])
+    capture = capture_udp_ports(pcap, [km_port, esp_port])
     try:
         daemons.start_scd("sc1")
         daemons.start_ctad("cta1")
