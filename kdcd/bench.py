@@ -850,8 +850,12 @@ def format_report(report: BenchReport) -> str:
         lines.append("kerbtel / MIT:")
         for mode in opts.modes:
             ours, theirs = report.result("kerbtel", mode), report.result("MIT", mode)
-            if ours is None or theirs is None or not ours.ok or not theirs.ok or not ours.kdc_cpu or not theirs.kdc_cpu:
-                continue  # (CPU is counted in clock ticks: a tiny run may show none)
+            if ours is None or theirs is None or not ours.ok or not theirs.ok:
+                continue
+            if not ours.kdc_cpu or not theirs.kdc_cpu:  # CPU is counted in clock ticks: a tiny run may show none
+                lines.append(f"  {mode:<5} throughput x{ours.rate / theirs.rate:.2f}; KDC CPU too small to measure "
+                             f"in this run (use more --requests)")
+                continue
             lines.append(
                 f"  {mode:<5} throughput x{ours.rate / theirs.rate:.2f}; KDC CPU per exchange kerbtel {ours.kdc_ms:.3f} ms, "
                 f"MIT {theirs.kdc_ms:.3f} ms: per-core capacity x{theirs.kdc_ms / ours.kdc_ms:.2f}"

@@ -10,7 +10,16 @@ import pytest
 
 from common.cli import main
 from conftest import require_peer
-from kdcd.bench import MIT_PROGRAMS, BenchOptions, crypto_ceiling, format_report, process_tree_cpu, run_kdc_bench
+from kdcd.bench import (
+    MIT_PROGRAMS,
+    BenchOptions,
+    BenchReport,
+    ModeResult,
+    crypto_ceiling,
+    format_report,
+    process_tree_cpu,
+    run_kdc_bench,
+)
 
 
 def test_process_tree_cpu_counts_this_process() -> None:
@@ -61,7 +70,7 @@ def test_prepared_requests_are_distinct_and_the_sample_is_kept(tmp_path) -> None
 
 
 def test_a_failed_verification_after_timing_is_an_error() -> None:
-    from kdcd.bench import ModeResult, PreparedRequests, _verify_sample
+    from kdcd.bench import PreparedRequests, _verify_sample
 
     class Refuses:
         def receive(self, reply, *, wallclock):
@@ -89,3 +98,11 @@ def test_bench_kdc_vs_mit(capsys) -> None:
             row = next(line for line in out.splitlines() if line.startswith(f"{mode:<5} {server}"))
             assert row.split()[2:4] == ["8", "0"], row
         assert f"  {mode:<5} throughput x" in out
+
+
+def test_ratio_line_even_when_a_short_run_measures_no_kdc_cpu() -> None:
+    opts = BenchOptions(modes=("dh",), clients=1, requests=2, vs_mit=True)
+    ours = ModeResult(server="kerbtel", mode="dh", ok=2, errors=0, wall=0.5, kdc_cpu=0.0, gen_cpu=0.0)
+    theirs = ModeResult(server="MIT", mode="dh", ok=2, errors=0, wall=1.0, kdc_cpu=0.02, gen_cpu=0.0)
+    text = format_report(BenchReport(opts, 2, [ours, theirs], {}))
+    assert "  dh    throughput x2.00; KDC CPU too small to measure in this run" in text
