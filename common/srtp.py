@@ -606,6 +606,14 @@ def _libsrtp_error(exc: Exception, what: str) -> SrtpError:
     return SrtpFormatError(f"{what} refused by libsrtp: {text}")
 
 
+def _through_libsrtp(context, operation, data: bytes, what: str) -> bytes:
+    """One pylibsrtp call with its exceptions turned into ours."""
+    try:
+        return operation(bytes(data))
+    except context._lib_error as exc:
+        raise _libsrtp_error(exc, what) from None
+
+
 class LibsrtpTx(SrtpTx):
     """`SrtpTx(..., backend="libsrtp")`: a pylibsrtp Session (SSRC_ANY_OUTBOUND) behind our API."""
 
@@ -627,10 +635,9 @@ class LibsrtpTx(SrtpTx):
         if len(rtp) > LIBSRTP_MTU - 16:
             raise SrtpFormatError(f"RTP packet of {len(rtp)} bytes is too large for the libsrtp backend")
         try:
-            out = self._session.protect(bytes(rtp))
-        except self._lib_error as exc:
-            err = _libsrtp_error(exc, "SRTP")
-            raise (SrtpReuseError(str(err)) if isinstance(err, SrtpReplayError) else err) from None
+            out = _through_libsrtp(self, self._session.protect, rtp, "SRTP")
+        except SrtpReplayError as exc:  # libsrtp's "replay" on protect: we would reuse keystream
+            raise SrtpReuseError(str(exc)) from None
         self.packets += 1
         return out
 
@@ -638,10 +645,7 @@ class LibsrtpTx(SrtpTx):
         _check_rtcp_header(rtcp, 8, "RTCP")
         if len(rtcp) > LIBSRTP_MTU - 20:
             raise SrtpFormatError(f"RTCP packet of {len(rtcp)} bytes is too large for the libsrtp backend")
-        try:
-            out = self._session.protect_rtcp(bytes(rtcp))
-        except self._lib_error as exc:
-            raise _libsrtp_error(exc, "SRTCP") from None
+        out = _through_libsrtp(self, self._session.protect_rtcp, rtcp, "SRTCP")
         self.rtcp_packets += 1
         return out
 
@@ -671,10 +675,7 @@ class LibsrtpRx(SrtpRx):
             raise SrtpFormatError(f"SRTP packet of {len(srtp)} bytes has no room for its {self._tag}-byte tag after the {hlen}-byte header")
         if len(srtp) > LIBSRTP_MTU:
             raise SrtpFormatError(f"SRTP packet of {len(srtp)} bytes is too large for the libsrtp backend")
-        try:
-            out = self._session.unprotect(bytes(srtp))
-        except self._lib_error as exc:
-            raise _libsrtp_error(exc, "SRTP") from None
+        out = _through_libsrtp(self, self._session.unprotect, srtp, "SRTP")
         self.packets += 1
         return out
 
@@ -682,10 +683,7 @@ class LibsrtpRx(SrtpRx):
         _check_rtcp_header(srtcp, 8 + 4 + self._rtcp_tag, "SRTCP")
         if len(srtcp) > LIBSRTP_MTU:
             raise SrtpFormatError(f"SRTCP packet of {len(srtcp)} bytes is too large for the libsrtp backend")
-        try:
-            out = self._session.unprotect_rtcp(bytes(srtcp))
-        except self._lib_error as exc:
-            raise _libsrtp_error(exc, "SRTCP") from None
+        out = _through_libsrtp(self, self._session.unprotect_rtcp, srtcp, "SRTCP")
         self.rtcp_packets += 1
         return out
 

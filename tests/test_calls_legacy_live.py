@@ -39,11 +39,7 @@ def legacy(tmp_path_factory):
             assert new.count("3DES") == 2, f"no [calls] media_profile/esp_suite in {config}"
             config.write_text(new)
             d.start_scd(sc["name"])
-        for c in ctas:
-            d.start_ctad(c["name"])
-        for c in ctas:
-            d.wait_registered(c["numbers"], sc=c["sc"], timeout=30)
-            d.wait_log(f"ctad:{c['name']}", lambda r: r.get("event") == "line side")
+        d.start_ctas_with_lines(ctas)
         yield d, ctas
     finally:
         d.close()

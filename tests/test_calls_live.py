@@ -42,11 +42,7 @@ def running(daemons):
     assert "[calls]" in Path(daemons.sc(ctas[0]["sc"])["config"]).read_text(), "kerbtel init wrote no [calls] for scd"
     for sc in sorted({c["sc"] for c in ctas} | {s["name"] for s in daemons.manifest["scs"]}):
         daemons.start_scd(sc)
-    for c in ctas:
-        daemons.start_ctad(c["name"])
-    for c in ctas:
-        daemons.wait_registered(c["numbers"], sc=c["sc"], timeout=30)
-        daemons.wait_log(f"ctad:{c['name']}", lambda r: r.get("event") == "line side")
+    daemons.start_ctas_with_lines(ctas)
     return daemons, ctas
 
 

@@ -66,6 +66,14 @@ class Daemons:
         """The echo test service: ctad in echo mode on deployment.json's `echo` config (key "ctad:echo")."""
         return self._start("ctad:echo", "ctad", self.manifest["echo"]["config"], log_level)
 
+    def start_ctas_with_lines(self, ctas: list[dict], timeout: float = 30.0) -> None:
+        """Start these CTAs' ctad and wait until their lines are registered and line sides up."""
+        for c in ctas:
+            self.start_ctad(c["name"])
+        for c in ctas:
+            self.wait_registered(c["numbers"], sc=c["sc"], timeout=timeout)
+            self.wait_log(f"ctad:{c['name']}", lambda r: r.get("event") == "line side")
+
     def records(self, key: str) -> list[dict]:
         out = []
         try:
