@@ -33,6 +33,7 @@ from asn1crypto import algos, cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
+from cryptography.exceptions import UnsupportedAlgorithm as _CryptoUnsupportedAlgorithm
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -436,6 +437,10 @@ class _ParsedCertificate:
 # with every request; parsing it, its issuer Name and its public key costs more than verifying
 # the signature. Equal bytes parse to equal objects, so this cannot change any outcome.
 _PARSED_CERTIFICATES: dict[bytes, _ParsedCertificate] = {}
+# The same entries by the certificate object's id(): the KDC asks for a parsed certificate's
+# public key and issuer on every request, and exporting its DER to find the entry costs more
+# than the lookup. An entry counts only if it holds that very object (ids are reused).
+_PARSED_BY_OBJECT: dict[int, _ParsedCertificate] = {}
 PARSED_CERTIFICATE_CACHE_SIZE = 1024
 
 
@@ -446,7 +451,25 @@ def _parsed_certificate(der_bytes: bytes) -> _ParsedCertificate:
         entry = _ParsedCertificate(cert, cert.issuer.public_bytes(), cert.public_key())
         if len(_PARSED_CERTIFICATES) >= PARSED_CERTIFICATE_CACHE_SIZE:
             _PARSED_CERTIFICATES.clear()
+            _PARSED_BY_OBJECT.clear()
         _PARSED_CERTIFICATES[der_bytes] = entry
+        _PARSED_BY_OBJECT[id(cert)] = entry
+    return entry
+
+
+def _parsed_entry(cert: x509.Certificate) -> _ParsedCertificate:
+    """The entry for this certificate object, made on first use (it holds the object, so the
+    id cannot be reused while the entry is cached)."""
+    entry = _PARSED_BY_OBJECT.get(id(cert))
+    if entry is None or entry.certificate is not cert:
+        try:
+            public_key = cert.public_key()
+        except (ValueError, _CryptoUnsupportedAlgorithm):
+            public_key = None  # _public_key asks again and raises; the issuer is still usable
+        entry = _ParsedCertificate(cert, cert.issuer.public_bytes(), public_key)
+        if len(_PARSED_BY_OBJECT) >= PARSED_CERTIFICATE_CACHE_SIZE:
+            _PARSED_BY_OBJECT.clear()
+        _PARSED_BY_OBJECT[id(cert)] = entry
     return entry
 
 
@@ -467,13 +490,12 @@ def _embedded_certificates(signed_data: cms.SignedData) -> list[x509.Certificate
 
 def _public_key(cert: x509.Certificate):
     """The certificate's public key, from the parse cache when the certificate came from it."""
-    entry = _PARSED_CERTIFICATES.get(cert.public_bytes(Encoding.DER))
-    return entry.public_key if entry is not None and entry.certificate is cert else cert.public_key()
+    public_key = _parsed_entry(cert).public_key
+    return cert.public_key() if public_key is None else public_key
 
 
 def _issuer_der(cert: x509.Certificate) -> bytes:
-    entry = _PARSED_CERTIFICATES.get(cert.public_bytes(Encoding.DER))
-    return entry.issuer_der if entry is not None and entry.certificate is cert else cert.issuer.public_bytes()
+    return _parsed_entry(cert).issuer_der
 
 
 def _subject_key_identifier(cert: x509.Certificate) -> bytes | None:

@@ -246,7 +246,7 @@ class AsClientConfig:
     enctypes: tuple[int, ...] = DEFAULT_ENCTYPES
     lifetime: _dt.timedelta = _dt.timedelta(hours=24)
     kdc_options: int = int(KDCOptions.FORWARDABLE | KDCOptions.RENEWABLE_OK)
-    cms_types: tuple[str, ...] = ("des-ede3-cbc",)
+    cms_types: tuple[str, ...] = ("aes256-cbc", "des-ede3-cbc")  # the KDC envelopes with the first it can
     max_skew: _dt.timedelta = _dt.timedelta(minutes=5)
     optimistic: bool = True
 

@@ -114,12 +114,18 @@ def _redact_dataclass(value: Any, depth: int) -> Any:
     return {"type": type(value).__name__, **cleaned}
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # _redact_value returns these as they are
+
+
 def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: replace key-material fields and long byte strings (also nested)."""
     for name, value in list(event_dict.items()):
         if name in _STRUCTURAL:
             continue
-        event_dict[name] = REDACTED if is_secret_name(name) else _redact_value(value)
+        if is_secret_name(name):
+            event_dict[name] = REDACTED
+        elif type(value) not in _SCALARS:
+            event_dict[name] = _redact_value(value)
     return event_dict
 
 

@@ -33,8 +33,11 @@ _ESCAPES = {"/": "\\/", "@": "\\@", "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\b"
 _UNESCAPES = {"/": "/", "@": "@", "\\": "\\", "n": "\n", "t": "\t", "b": "\b", "0": "\0"}
 
 
+_ESCAPE_TABLE = str.maketrans(_ESCAPES)
+
+
 def _quote(component: str) -> str:
-    return "".join(_ESCAPES.get(ch, ch) for ch in component)
+    return component.translate(_ESCAPE_TABLE)
 
 
 @dataclass(frozen=True, slots=True)

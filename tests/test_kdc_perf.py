@@ -184,6 +184,64 @@ def test_principal_cache_follows_own_writes(tmp_path):
     db.close()
 
 
+def test_customer_cache_sees_changes_from_another_handle_at_once(tmp_path):
+    """The customers behind a certificate's phone IDs are cached like principal rows: a status
+    change or a phone moved by another connection (`kerbtel customer` in another process)
+    applies to the very next lookup."""
+    from kdcd.db import CustomerStatus
+
+    master = generate_master_key()
+    path = tmp_path / "kdc.db"
+    db = SQLiteDatabase.create(path, "EXAMPLE.TEST", master_key=master, now=NOW)
+    phone_a, phone_b = bytes([1]) * 20, bytes([2]) * 20
+    customer = db.add_customer(now=NOW, phone_ids=[phone_a])
+    first = db.customers_for_phone_ids([phone_a, phone_b])
+    assert [c.id for c in first] == [customer.id] and first[0].active
+    again = db.customers_for_phone_ids([phone_a, phone_b])
+    assert again[0] is first[0]  # served from the cache
+
+    other = SQLiteDatabase.open(path, master_key=master)
+    other.set_customer_status(customer.id, CustomerStatus.TERMINATED, now=NOW)
+    assert not db.customers_for_phone_ids([phone_a, phone_b])[0].active
+    second = other.add_customer(now=NOW, phone_ids=[phone_b])
+    other.close()
+    assert [c.id for c in db.customers_for_phone_ids([phone_a, phone_b])] == [customer.id, second.id]
+    db.close()
+
+
+def test_customer_cache_follows_own_writes(tmp_path):
+    from kdcd.db import CustomerStatus
+
+    db = SQLiteDatabase.create(tmp_path / "kdc.db", "EXAMPLE.TEST", master_key=generate_master_key(), now=NOW)
+    phone = bytes([7]) * 20
+    customer = db.add_customer(now=NOW, phone_ids=[phone])
+    assert db.customers_for_phone_ids([phone])[0].active
+    db.set_customer_status(customer.id, CustomerStatus.SUSPENDED, now=NOW)
+    assert db.customers_for_phone_ids([phone])[0].status is CustomerStatus.SUSPENDED
+    db.remove_phone(customer.id, phone, now=NOW)
+    assert db.customers_for_phone_ids([phone]) == []
+    db.close()
+
+
+def test_one_block_encryption_is_the_block_cipher_and_keeps_its_context():
+    """AesCts encrypts a lone block under the zero IV with a reused ECB context (key derivation
+    does this again and again): the same bytes as CBC with a zero IV and as a fresh ECB."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from common.crypto.ciphers import AesCts
+
+    for key in (bytes(range(16)), bytes(range(32))):
+        cts = AesCts(key)
+        for block in (bytes(16), bytes(range(16, 32)), b"\xff" * 16):
+            ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+            cbc = Cipher(algorithms.AES(key), modes.CBC(bytes(16))).encryptor()
+            assert cts.encrypt(block) == ecb.update(block) == cbc.update(block)
+        assert cts.decrypt(cts.encrypt(block)) == block
+        iv = bytes(range(100, 116))  # a non-zero IV still takes CBC
+        cbc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+        assert cts.encrypt(block, iv) == cbc.update(block)
+
+
 # --- the AS exchange written as direct DER ----------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ import pytest
 from common import pki
 from common.asn1 import AS_REQ, TGS_REQ, MessageType, PaDataType, decode_as
 from common.asn1.kerbtel import DESTINATION_CSR, DESTINATION_EMERGENCY, find_restrictions
-from common.asn1.pkinit import PA_PK_AS_REQ, unwrap_auth_pack
+from common.asn1.pkinit import PA_PK_AS_REP, PA_PK_AS_REQ, unwrap_auth_pack
 from common.ccache import Ccache
 from common.krb5client import AsClientConfig, AsExchange, AsResult, ClientIdentity, KdcError, send_to_kdc
 from common.principal import Principal
@@ -177,8 +177,9 @@ def test_kerbtel_kinit_factory_fresh_cta_gets_a_restricted_ticket(deployment, tm
     _assert_restricted(_check_service_ticket(dep, ccache, cta), cta)
 
 
-def _pkinit(dep, cta: dict, mode: str = "rsa") -> AsResult:
-    """One PKINIT AS exchange with our client library (in process)."""
+def _pkinit(dep, cta: dict, mode: str = "rsa", replies: list[bytes] | None = None, **options) -> AsResult:
+    """One PKINIT AS exchange with our client library (in process); `replies` collects the
+    KDC's replies, `options` go to AsClientConfig."""
     directory = Path(cta["identity_dir"])
     config = AsClientConfig(
         identity=ClientIdentity(pki.load_certificate(directory / "cert.pem"), pki.load_private_key(directory / "key.pem")),
@@ -186,6 +187,7 @@ def _pkinit(dep, cta: dict, mode: str = "rsa") -> AsResult:
         realm="EXAMPLE.TEST",
         anchors=(pki.load_certificate(dep.manifest["kdc"]["anchor"]),),
         mode=mode,
+        **options,
     )
 
     async def run() -> AsResult:
@@ -193,6 +195,8 @@ def _pkinit(dep, cta: dict, mode: str = "rsa") -> AsResult:
         request = exchange.start(wallclock=dt.datetime.now(dt.timezone.utc))
         while True:
             reply = await send_to_kdc(dep.host, dep.port, request, timeout=10)
+            if replies is not None:
+                replies.append(reply)
             step = exchange.receive(reply, wallclock=dt.datetime.now(dt.timezone.utc))
             if isinstance(step, AsResult):
                 return step
@@ -231,6 +235,29 @@ def test_suspended_customer_is_revoked_and_reactivation_is_noticed(deployment, t
     again = _pkinit(dep, cta)
     assert again.client == first.client
     assert len(_issued(dep, cta["principal"])) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("offered", "used"),
+    [
+        (None, "aes256_cbc"),  # our client's default offer: aes256-cbc, then des-ede3-cbc
+        (("aes128-cbc", "des-ede3-cbc"), "aes128_cbc"),
+        (("des-ede3-cbc",), "tripledes_3key"),  # what MIT kinit 1.20 offers
+    ],
+)
+def test_rsa_mode_reply_is_enveloped_with_the_first_cipher_the_client_offers(deployment, offered, used):
+    """RFC 4556 3.2.3.2: the KDC encrypts encKeyPack with a supportedCMSTypes cipher, the
+    client's order being its preference."""
+    from common.asn1 import decode
+
+    dep = deployment
+    replies: list[bytes] = []
+    options = {} if offered is None else {"cms_types": offered}
+    _pkinit(dep, dep.manifest["ctas"][0], "rsa", replies, **options)
+    as_rep = decode(replies[-1])
+    (pa_value,) = [p["padata-value"].native for p in as_rep["padata"] if p["padata-type"].native == PaDataType.PA_PK_AS_REP]
+    enveloped = decode_as(PA_PK_AS_REP, pa_value).chosen.parsed["content"]
+    assert enveloped["encrypted_content_info"]["content_encryption_algorithm"]["algorithm"].native == used
 
 
 def _issued(dep, principal: str) -> list[dict]:

@@ -35,24 +35,36 @@ class AesCts:
     ciphertext block, and ECB keeps no state between blocks, so `update()` may be called again
     and again without `finalize()` -- given whole blocks only, as here (a partial block would
     stay buffered in the context). Encryption is CBC, whose context carries the chaining
-    block, so each message gets a fresh context from the cached `Cipher`.
+    block, so each message gets a fresh context from the cached `Cipher`; a single block under
+    the zero IV is plain E(block) and reuses an ECB encryption context the same way.
     """
 
-    __slots__ = ("_aes", "_cbc_zero_iv", "_decrypt_blocks")
+    __slots__ = ("_aes", "_cbc_zero_iv", "_ecb_decrypt", "_ecb_encrypt")
 
     def __init__(self, key: bytes) -> None:
         self._aes = algorithms.AES(key)
         self._cbc_zero_iv = Cipher(self._aes, modes.CBC(_ZERO_IV))
-        self._decrypt_blocks = Cipher(self._aes, modes.ECB()).decryptor().update
+        # OpenSSL contexts are made on first use: a fresh key (a reply key, a sub-key) is often
+        # only derived from, or only encrypted with, and a context costs more than its use.
+        self._ecb_decrypt = None
+        self._ecb_encrypt = None
 
     def encrypt(self, data: bytes, iv: bytes = _ZERO_IV) -> bytes:
         """One block is plain CBC. Longer input is CBC-encrypted with zero padding, then the last
         two ciphertext blocks are swapped and the output cut to the input length (the swap
         happens even when the input is a whole number of blocks)."""
-        if len(data) < AES_BLOCK:
-            raise ValueError(f"AES-CTS needs at least {AES_BLOCK} bytes, got {len(data)}")
+        size = len(data)
+        if size < AES_BLOCK:
+            raise ValueError(f"AES-CTS needs at least {AES_BLOCK} bytes, got {size}")
+        if size == AES_BLOCK and iv == _ZERO_IV:
+            # One block under a zero IV is E(block): the reusable ECB context does it (key
+            # derivation encrypts single blocks again and again under a fresh key).
+            encrypt_block = self._ecb_encrypt
+            if encrypt_block is None:
+                encrypt_block = self._ecb_encrypt = Cipher(self._aes, modes.ECB()).encryptor().update
+            return encrypt_block(data)
         cbc = self._cbc_zero_iv if iv == _ZERO_IV else Cipher(self._aes, modes.CBC(iv))
-        pad = -len(data) % AES_BLOCK
+        pad = -size % AES_BLOCK
         enc = cbc.encryptor()
         out = enc.update(data + bytes(pad)) + enc.finalize()
         if len(out) == AES_BLOCK:
@@ -68,7 +80,9 @@ class AesCts:
         size = len(data)
         if size < AES_BLOCK:
             raise ValueError(f"AES-CTS needs at least {AES_BLOCK} bytes, got {size}")
-        decrypt_blocks = self._decrypt_blocks
+        decrypt_blocks = self._ecb_decrypt
+        if decrypt_blocks is None:
+            decrypt_blocks = self._ecb_decrypt = Cipher(self._aes, modes.ECB()).decryptor().update
         if size == AES_BLOCK:
             return _xor(decrypt_blocks(data), iv)
         tail = size % AES_BLOCK or AES_BLOCK

@@ -98,6 +98,11 @@ def _derived(cls: type[Enctype], key: bytes, constant: bytes) -> bytes:
     return cls._derive_uncached(key, constant)
 
 
+@lru_cache(maxsize=1024)  # constants are usage numbers and a few words; fresh keys need them folded again
+def _folded_constant(constant: bytes, nbytes: int) -> bytes:
+    return nfold(constant, nbytes)
+
+
 _XOR_IPAD = bytes(b ^ 0x36 for b in range(256))  # translate() tables, as the hmac module's
 _XOR_OPAD = bytes(b ^ 0x5C for b in range(256))
 
@@ -172,7 +177,7 @@ class SimplifiedProfile(Enctype):
     @classmethod
     def derive_random(cls, key: bytes, constant: bytes) -> bytes:
         """DR(key, constant), RFC 3961 5.1: iterate E(key, .) from n-fold(constant) for seed_bytes."""
-        block = nfold(constant, cls.block_bytes)
+        block = _folded_constant(constant, cls.block_bytes)
         stream = b""
         while len(stream) < cls.seed_bytes:
             block = cls._encrypt_raw(key, block)

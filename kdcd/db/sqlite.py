@@ -121,12 +121,14 @@ class SQLiteDatabase:
         # bytes): a changed row is a new entry, so nothing ever needs invalidating. Saves the
         # master-key decrypts (~0.1 ms per principal) on every KDC request.
         self._unwrapped: dict[tuple, Key] = {}
-        # Loaded principal rows, valid while SQLite's data_version is unchanged: any commit by
-        # another connection (`kerbtel principal` in another process, another worker) changes it,
-        # and our own write transactions clear the cache, so a change applies to the very next
-        # request. Customer and device rows are not cached.
+        # Loaded principal rows and the customers behind certificates' phone-ID lists, valid
+        # while SQLite's data_version is unchanged: any commit by another connection (`kerbtel
+        # principal|customer` in another process, another worker) changes it, and our own write
+        # transactions clear the caches, so a change applies to the very next request. Device
+        # rows are not cached (the KDC writes them).
         self._principals: dict[tuple[str, bool], PrincipalEntry] = {}
-        self._principals_version: int | None = None
+        self._customers_by_phones: dict[tuple[bytes, ...], tuple[Customer, ...]] = {}
+        self._cache_version: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -293,8 +295,7 @@ class SQLiteDatabase:
         if conn is None:
             raise DatabaseError("the database handle is closed")
         if write:
-            self._principals.clear()
-            self._principals_version = None
+            self._forget_cached_rows()
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.Error as exc:
@@ -311,6 +312,23 @@ class SQLiteDatabase:
             if isinstance(exc, sqlite3.Error):
                 raise _translate(exc) from None
             raise
+
+    def _forget_cached_rows(self) -> None:
+        self._principals.clear()
+        self._customers_by_phones.clear()
+        self._cache_version = None
+
+    def _cache_version_now(self, conn: sqlite3.Connection) -> int:
+        """SQLite's data_version, dropping the cached rows if another connection committed."""
+        try:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise _translate(exc) from None
+        if version != self._cache_version:
+            self._principals.clear()
+            self._customers_by_phones.clear()
+            self._cache_version = version
+        return version
 
     # -- principals --------------------------------------------------------------------------
 
@@ -479,19 +497,13 @@ class SQLiteDatabase:
         conn = self._conn
         if conn is None:
             raise DatabaseError("the database handle is closed")
-        try:
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
-        except sqlite3.Error as exc:
-            raise _translate(exc) from None
-        if version != self._principals_version:
-            self._principals.clear()
-            self._principals_version = version
+        version = self._cache_version_now(conn)
         entry = self._principals.get((name, with_keys))
         if entry is not None:
             return entry
         with self._transaction(write=False) as c:
             entry = self._load_principal(c, name, with_keys=with_keys)[1]
-        if self._principals_version == version:  # no write of ours in between
+        if self._cache_version == version:  # no write of ours in between
             if len(self._principals) >= PRINCIPAL_CACHE_SIZE:
                 self._principals.clear()
             self._principals[(name, with_keys)] = entry
@@ -822,14 +834,26 @@ class SQLiteDatabase:
         """
         if isinstance(phone_ids, (bytes, bytearray)):
             raise InvalidValue("phone_ids is a sequence of 20-byte phone IDs, not one bytes value")
-        ids = [check_phone_id(p) for p in phone_ids]
+        ids = tuple(check_phone_id(p) for p in phone_ids)
+        conn = self._conn
+        if conn is None:
+            raise DatabaseError("the database handle is closed")
+        version = self._cache_version_now(conn)
+        cached = self._customers_by_phones.get(ids)
+        if cached is not None:
+            return list(cached)
         out: dict[int, Customer] = {}
         with self._transaction(write=False) as c:
             for pid in ids:
                 row = c.execute("SELECT customer_id FROM customer_phones WHERE phone_id = ?", (pid,)).fetchone()
                 if row is not None and row[0] not in out:
                     out[row[0]] = self._load_customer(c, row[0])
-        return list(out.values())
+        found = tuple(out.values())
+        if self._cache_version == version:  # no write of ours in between
+            if len(self._customers_by_phones) >= PRINCIPAL_CACHE_SIZE:
+                self._customers_by_phones.clear()
+            self._customers_by_phones[ids] = found
+        return list(found)
 
     # -- devices -----------------------------------------------------------------------------
 
