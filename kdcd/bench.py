@@ -270,7 +270,7 @@ def crypto_ceiling(modes: Sequence[str] = MODES) -> dict[str, Ceiling]:
             skippable = ("P-256 keygen",)
         elif mode == "rsa":
             parts["RSA-2048 encrypt"] = _time_op(lambda: client_public.encrypt(os.urandom(24), padding.PKCS1v15()))
-        wanted = ("ticket", "enc-part") + (("asChecksum", "3DES encKeyPack") if mode == "rsa" else ("KDF",))
+        wanted = ("ticket", "enc-part") + (("asChecksum", ENC_KEY_PACK_LABEL) if mode == "rsa" else ("KDF",))
         out[mode] = Ceiling(mode, parts, skippable, {name: symmetric[name] for name in wanted})
     return out
 
@@ -279,26 +279,26 @@ def _symmetric_crypto() -> dict[str, float]:
     """The symmetric crypto of an exchange, with common.crypto as kdcd calls it: the ticket under
     the service key (derived keys cached), the enc-part under the fresh reply key (key
     derivation included), and per mode the RFC 8636 KDF over the AS-REQ, or the asChecksum
-    (HMAC-SHA1-96 over the AS-REQ, key derived) and the 3DES-CBC encKeyPack (~1.6 KB; the one
-    cipher MIT's kinit and common.krb5client offer)."""
+    (HMAC-SHA1-96 over the AS-REQ, key derived) and the encKeyPack encryption (~1.6 KB) with the
+    cipher common.krb5client offers first (aes256-cbc; MIT's kinit offers only des-ede3-cbc)."""
+    import dataclasses
     import warnings
 
     from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
+    from common.cms import CIPHERS
     from common.crypto import KeyUsage, encrypt, generate_key, make_checksum, required_checksum_type
     from common.crypto.pkinit import rfc8636_kdf
+    from common.krb5client import AsClientConfig
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-        except ImportError:  # cryptography < 43
-            from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
+    offered = next(f.default for f in dataclasses.fields(AsClientConfig) if f.name == "cms_types")[0]
+    _, key_len, cipher_cls = CIPHERS[offered]
     service_key = generate_key(18)
     request = os.urandom(3000)  # a PKINIT AS-REQ with one certificate
 
-    def tdes() -> bytes:
-        encryptor = Cipher(TripleDES(os.urandom(24)), modes.CBC(os.urandom(8))).encryptor()
+    def seal() -> bytes:
+        block = cipher_cls.block_size // 8
+        encryptor = Cipher(cipher_cls(os.urandom(key_len)), modes.CBC(os.urandom(block))).encryptor()
         return encryptor.update(bytes(1600)) + encryptor.finalize()
 
     with warnings.catch_warnings():
@@ -309,8 +309,11 @@ def _symmetric_crypto() -> dict[str, float]:
             "KDF": _time_op(lambda: rfc8636_kdf("sha256", bytes(256), request, 18)),
             "asChecksum": _time_op(lambda: make_checksum(required_checksum_type(18), generate_key(18),
                                                          KeyUsage.PKINIT_AS_CHECKSUM, request)),
-            "3DES encKeyPack": _time_op(tdes),
+            ENC_KEY_PACK_LABEL: _time_op(seal),
         }
+
+
+ENC_KEY_PACK_LABEL = "encKeyPack"
 
 
 # --- the KDCs ---------------------------------------------------------------------------------
