@@ -250,12 +250,7 @@ class _TcpConnection(asyncio.Protocol):
             return
         server.connections.add(self)
         server.counters.count("tcp_connections")
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:  # pragma: no cover
-                pass
+        # No TCP_NODELAY here: asyncio and uvloop set it on every TCP transport already.
         self._since = server.loop.time()
         self._arm()
 

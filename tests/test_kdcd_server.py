@@ -132,6 +132,33 @@ async def test_several_requests_per_connection_in_order(kdc):
     writer.close()
 
 
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_accepted_connections_have_nagle_off(loop_kind):
+    """Replies are written whole and at once, so Nagle's algorithm would only delay them. kdcd
+    leaves TCP_NODELAY to the event loop, which sets it on every TCP transport (both loops)."""
+
+    async def main() -> int:
+        server = KdcServer(make_config(), engine_factory=lambda cfg, stack: FakeEngine())
+        await server.start()
+        try:
+            reader, writer = await connect(server)
+            writer.write(frame(b"x"))
+            assert await read_frame(reader) == b"echo:x"
+            (connection,) = server.connections
+            sock = connection.transport.get_extra_info("socket")
+            writer.close()
+            return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        finally:
+            await server.stop()
+
+    if loop_kind == "uvloop":
+        import uvloop
+
+        assert uvloop.run(main()) != 0
+    else:
+        assert asyncio.run(main()) != 0
+
+
 async def test_high_bit_gets_field_toolong_then_close(kdc):
     server = await kdc()
     reader, writer = await connect(server)
