@@ -60,6 +60,7 @@ __all__ = [
     "crypto_ceiling",
     "format_report",
     "process_tree_cpu",
+    "stop_process",
     "run_kdc_bench",
 ]
 
@@ -331,15 +332,19 @@ class KdcProcess:
         return process_tree_cpu(self.process.pid)
 
     def stop(self) -> None:
-        proc = self.process
-        if proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(self.process)
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM (the daemons stop cleanly on it), SIGKILL if it has not exited within 10 s."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
 
 
 def _log_tail(path: Path, lines: int = 8) -> str:

@@ -37,7 +37,6 @@ import datetime as dt
 import json
 import os
 import select
-import signal
 import socket
 import statistics
 import subprocess
@@ -105,15 +104,9 @@ class ScdProcess:
         return process_tree_cpu(self.process.pid)
 
     def stop(self) -> None:
-        proc = self.process
-        if proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        from kdcd.bench import stop_process
+
+        stop_process(self.process)
 
 
 def start_scd(sc, directory: Path) -> ScdProcess:
