@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
+from common.daemon import stop_process
 from common.ports import free_port_block
 
 __all__ = ["DemoFailed", "DemoOptions", "run_demo"]
@@ -127,14 +128,7 @@ class _Proc:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        proc = self.popen
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_process(self.popen)
 
     def tail(self, lines: int = 12) -> str:
         try:

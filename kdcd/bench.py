@@ -42,7 +42,6 @@ import contextlib
 import datetime as dt
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -52,6 +51,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.daemon import stop_process
+
 __all__ = [
     "BenchOptions",
     "BenchReport",
@@ -60,7 +61,6 @@ __all__ = [
     "crypto_ceiling",
     "format_report",
     "process_tree_cpu",
-    "stop_process",
     "run_kdc_bench",
 ]
 
@@ -333,18 +333,6 @@ class KdcProcess:
 
     def stop(self) -> None:
         stop_process(self.process)
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    """SIGTERM (the daemons stop cleanly on it), SIGKILL if it has not exited within 10 s."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
 
 
 def _log_tail(path: Path, lines: int = 8) -> str:

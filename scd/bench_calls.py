@@ -38,7 +38,6 @@ import json
 import os
 import select
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -104,7 +103,7 @@ class ScdProcess:
         return process_tree_cpu(self.process.pid)
 
     def stop(self) -> None:
-        from kdcd.bench import stop_process
+        from common.daemon import stop_process
 
         stop_process(self.process)
 
